@@ -1,0 +1,192 @@
+"""Reading a job file: YAML, ``--set key=value`` overrides, validation and readable errors.
+
+Every problem is reported with its key path as written in the file (``methods.2.steps``) and,
+where the set of valid values is finite, the allowed values, before any work is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .spec import EXECUTION_ONLY_KEYS, JobSpec
+
+
+class SpecError(ValueError):
+    """A job spec that cannot run; the message names the file, the key path and what is allowed."""
+
+
+def load_job(path: str | Path, overrides: typing.Sequence[str] = ()) -> JobSpec:
+    """Read, override and validate a job file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: job file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a job file must be a mapping of sections (model, dataset, methods, ...)")
+    return validate_job(apply_overrides(raw, overrides), source=str(path))
+
+
+def validate_job(raw: dict[str, Any], source: str = "<job>") -> JobSpec:
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error, source)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (numbers, booleans, lists)."""
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected key.path=value")
+        value = yaml.safe_load(text) if text.strip() else ""
+        _assign(raw, key.split("."), value, item)
+    return raw
+
+
+def _assign(node: Any, parts: list[str], value: Any, item: str) -> None:
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"--set {item!r}: {where} is not an index of a list of {len(node)} items")
+            if last:
+                node[int(part)] = value
+                return
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+        else:
+            raise SpecError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a section")
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid job spec ({error.error_count()} problem{'s' if error.error_count() > 1 else ''})"]
+    for item in error.errors():
+        loc = item["loc"]
+        path = _display_path(loc) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            message = "unknown key" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif item["type"] == "union_tag_invalid":
+            message = message.replace("Input tag", "unknown method").replace("found using 'name' ", "")
+        elif item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        if item["type"] not in ("missing", "extra_forbidden") and "input" in item:
+            message += f" (got {item['input']!r})" if not isinstance(item["input"], (dict, list)) else ""
+        lines.append(f"  {path}: {message}")
+    return "\n".join(lines)
+
+
+def _display_path(loc: tuple[Any, ...]) -> str:
+    """Key path as the user wrote it: discriminator tags that pydantic inserts are dropped."""
+    parts: list[str] = []
+    model: Any = JobSpec
+    for part in loc:
+        candidates = _models_in(model)
+        if isinstance(part, str) and len(candidates) > 1 and any(_tag_of(m) == part for m in candidates):
+            model = next(m for m in candidates if _tag_of(m) == part)
+            continue
+        parts.append(str(part))
+        model = _step(model, part)
+    return ".".join(parts)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = JobSpec
+    for part in loc:
+        candidates = _models_in(model)
+        if isinstance(part, str) and len(candidates) > 1 and any(_tag_of(m) == part for m in candidates):
+            model = next(m for m in candidates if _tag_of(m) == part)
+            continue
+        model = _step(model, part)
+    models = _models_in(model)
+    return sorted(models[0].model_fields) if len(models) == 1 else []
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    models = _models_in(annotation)
+    if isinstance(part, int):
+        args = typing.get_args(_strip(annotation))
+        return args[0] if args else None
+    if len(models) == 1 and part in models[0].model_fields:
+        return models[0].model_fields[part].annotation
+    return None
+
+
+def _strip(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    annotation = _strip(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        found: list[type[BaseModel]] = []
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+        return found
+    return []
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("name")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return args[0] if len(args) == 1 else None
+
+
+def science_dict(spec: JobSpec) -> dict[str, Any]:
+    """The part of the spec that determines the numbers: everything but execution settings."""
+    data = spec.model_dump(mode="json")
+    for key_path in EXECUTION_ONLY_KEYS:
+        node = data
+        for part in key_path[:-1]:
+            node = node.get(part, {})
+        node.pop(key_path[-1], None)
+    return data
+
+
+def spec_hash(spec: JobSpec) -> str:
+    canonical = json.dumps(science_dict(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def spec_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable list of what changed between two science dicts (for refusing a resume)."""
+    changes: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        if key not in old:
+            changes.append(f"{path}: added ({new[key]!r})")
+        elif key not in new:
+            changes.append(f"{path}: removed (was {old[key]!r})")
+        elif isinstance(old[key], dict) and isinstance(new[key], dict):
+            changes.extend(spec_differences(old[key], new[key], f"{path}."))
+        elif old[key] != new[key]:
+            changes.append(f"{path}: {old[key]!r} -> {new[key]!r}")
+    return changes

@@ -1,0 +1,297 @@
+"""The job spec: every experimental parameter of DESIGN.md as typed, validated configuration.
+
+A job file is validated into a ``JobSpec`` before any work starts, so that a typo in a key,
+an unknown model or a wrong type fails at once with the key path and the allowed values.
+Defaults are the paper's settings; the per-model randomization defaults live in
+``benchmark.models.registry`` next to the models they describe.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0"]
+DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc"]
+RandomizationMode = Literal["top_down", "independent", "bottom_up", "split"]
+TargetPolicy = Literal["label", "original_prediction", "own_prediction"]
+Reduction = Literal["sum", "mean", "l2"]
+Normalization = Literal["second_moment", "max_abs", "none"]
+SimilarityName = Literal["ssim", "mse", "spearman"]
+DataRangeRule = Literal["joint", "reference"]
+Precision = Literal["fp32", "tf32"]
+LRPComposite = Literal[
+    "epsilon",
+    "zplus",
+    "alpha2beta1",
+    "gamma",
+    "epsilon_plus_flat",
+    "epsilon_gamma_box",
+    "vgg_paper",
+    "adaptive_beta",
+]
+
+
+class StrictModel(BaseModel):
+    """Base for every spec section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ModelSpec(StrictModel):
+    name: ModelName
+    weights: str = Field(
+        "imagenet",
+        description="'imagenet' (the library's pretrained weights, through its cache), a torchvision "
+        "weights enum name such as 'IMAGENET1K_V2', 'random', or a path to a state-dict file.",
+    )
+    weights_seed: int = Field(0, description="Seed of the library's own initialisation when weights='random'.")
+    num_classes: int | None = Field(
+        None, ge=1, description="Output classes; default from the dataset (ImageNet 1000, COCO 80, VOC 20)."
+    )
+
+
+class DatasetSpec(StrictModel):
+    kind: DatasetKind
+    root: str | None = Field(None, description="Dataset root folder (imagenet, coco, voc).")
+    split: str = "val"
+    offset: int = Field(0, ge=0, description="Images skipped at the start of the canonical order.")
+    limit: int | None = Field(None, ge=1, description="Images used after the offset; all when null.")
+    shard_size: int = Field(32, ge=1, description="Images per shard: the unit of scheduling, writing and resume.")
+    resize: int | None = Field(None, ge=8, description="Shorter side after resizing; default per dataset kind.")
+    crop: int = Field(224, ge=32, description="Centre-crop size: the model's input size.")
+    labels_file: str | None = Field(None, description="ImageNet flat layout: file mapping file names to labels.")
+    synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
+    synthetic_seed: int = 0
+
+    @model_validator(mode="after")
+    def _root_required(self) -> "DatasetSpec":
+        if self.kind in ("imagenet", "coco", "voc") and not self.root:
+            raise ValueError(f"dataset.root is required for dataset kind '{self.kind}' (set it with --set dataset.root=PATH)")
+        return self
+
+
+class RandomizationSpec(StrictModel):
+    enabled: bool = True
+    mode: RandomizationMode = "top_down"
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    head: str | None = Field(None, description="Name of the classifier head module; default per model.")
+    boundary: str | None = Field(None, description="Regex of boundary module names; default per model.")
+    every: int | None = Field(None, ge=1, description="Every k-th boundary match ends a stage; default per model.")
+    max_boundaries: int | None = Field(
+        None, ge=0, description="Stop after this many boundary matches (the paper's 16 / 63 / 17); default per model."
+    )
+    split_after: str | None = Field(None, description="split mode: keep modules up to and including this one.")
+    layers: list[str] | None = Field(
+        None, description="independent mode: explicit modules, one stage each (e.g. ResNet-34 'layer4.2.conv2')."
+    )
+    reset_batchnorm: bool = Field(False, description="Also reset BatchNorm (weight 1, bias 0, running stats 0/1).")
+    target: TargetPolicy = "label"
+
+    @field_validator("boundary")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_arguments(self) -> "RandomizationSpec":
+        if self.mode == "split" and not self.split_after:
+            raise ValueError("randomization.split_after is required when mode is 'split'")
+        if self.layers is not None and self.mode != "independent":
+            raise ValueError("randomization.layers is only used with mode 'independent'")
+        return self
+
+
+class MethodBase(StrictModel):
+    label: str | None = Field(None, description="Name of this method in the results; default derived from its settings.")
+    reduction: Reduction = "sum"
+
+    @property
+    def method_id(self) -> str:
+        return self.label or self.default_label()
+
+    def default_label(self) -> str:
+        return self.name  # type: ignore[attr-defined]
+
+
+class GradientSpec(MethodBase):
+    name: Literal["gradient"]
+
+
+class GradientInputSpec(MethodBase):
+    name: Literal["gradient_x_input"]
+
+
+class IntegratedGradientsSpec(MethodBase):
+    name: Literal["integrated_gradients"]
+    steps: int = Field(32, ge=1)
+    baseline: Literal["zero"] = "zero"
+    rule: Literal["riemann_middle", "riemann_left", "riemann_right", "riemann_trapezoid", "gausslegendre"] = Field(
+        "riemann_middle", description="Quadrature of the path integral (Captum's names)."
+    )
+
+    def default_label(self) -> str:
+        return f"integrated_gradients_{self.steps}"
+
+
+class SmoothGradSpec(MethodBase):
+    name: Literal["smoothgrad"]
+    samples: int = Field(20, ge=1)
+    noise_level: float = Field(0.1, gt=0, description="Noise std as a fraction of the input's max - min.")
+    seed: int = 0
+
+
+class GuidedBackpropSpec(MethodBase):
+    name: Literal["guided_backprop"]
+
+
+class LRPSpec(MethodBase):
+    name: Literal["lrp"]
+    composite: LRPComposite = "epsilon_plus_flat"
+    epsilon: float = Field(1e-6, gt=0, description="Stabiliser of the epsilon rule.")
+    gamma: float = Field(0.25, ge=0, description="Gamma of the gamma rule.")
+    gamma_start: float = Field(1.0, ge=0, description="vgg_paper: gamma at the first convolution.")
+    gamma_end: float = Field(0.01, ge=0, description="vgg_paper: gamma at the last convolution.")
+    beta_max: float = Field(3.0, ge=0, description="adaptive_beta: the cap of beta.")
+    beta_formula: Literal["ratio", "printed"] = Field(
+        "ratio", description="adaptive_beta: n/(p-n) (supplement eq. 1) or the printed eq. 2, n/(p+n)."
+    )
+    output_relevance: Literal["logit", "one"] = Field(
+        "logit", description="Relevance put on the target output: its logit (conservation) or 1."
+    )
+
+    def default_label(self) -> str:
+        return f"lrp_{self.composite}"
+
+
+class NoiseSpec(MethodBase):
+    name: Literal["noise"]
+    seed: int = 0
+
+    def default_label(self) -> str:
+        return "noise"
+
+
+MethodSpec = Annotated[
+    Union[
+        GradientSpec,
+        GradientInputSpec,
+        IntegratedGradientsSpec,
+        SmoothGradSpec,
+        GuidedBackpropSpec,
+        LRPSpec,
+        NoiseSpec,
+    ],
+    Field(discriminator="name"),
+]
+METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop", "lrp", "noise")
+
+
+class SSIMSpec(StrictModel):
+    """Settings of skimage.metrics.structural_similarity that our batched SSIM reproduces."""
+
+    win_size: int = Field(7, ge=3, description="Window side for uniform weights (odd).")
+    gaussian_weights: bool = False
+    sigma: float = Field(1.5, gt=0)
+    k1: float = Field(0.01, gt=0)
+    k2: float = Field(0.03, gt=0)
+    data_range: DataRangeRule | float = Field(
+        "joint", description="'joint': max-min over both maps; 'reference': max-min of the stage-0 map; or a number."
+    )
+    use_sample_covariance: bool = True
+
+    @field_validator("win_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"win_size must be odd, got {value}")
+        return value
+
+
+class MetricsSpec(StrictModel):
+    similarities: list[SimilarityName] = Field(default_factory=lambda: ["ssim", "mse", "spearman"], min_length=1)
+    normalizations: list[Normalization] = Field(default_factory=lambda: ["second_moment", "max_abs", "none"], min_length=1)
+    absolute: list[bool] = Field(default_factory=lambda: [False, True], min_length=1)
+    ssim: SSIMSpec = Field(default_factory=SSIMSpec)
+
+
+class OcclusionSpec(StrictModel):
+    enabled: bool = True
+    kernels: list[int] = Field(default_factory=lambda: [15, 8], min_length=1)
+    steps: int = Field(30, ge=1)
+    blur_kernel: int = Field(15, ge=1)
+    blur_padding: Literal["reflect", "replicate"] = "reflect"
+
+
+class RuntimeSpec(StrictModel):
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
+    batch_size: int = Field(16, ge=1, description="Images per device batch inside a shard.")
+    chunk_size: int = Field(64, ge=1, description="Most inputs in one forward/backward pass (IG steps, occlusion).")
+    num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
+    actors: int | None = Field(None, ge=1, description="Number of actors; default one per GPU (or per CPU node).")
+    save_maps: int = Field(0, ge=0, description="Save attribution maps of the first N images of the run (float16).")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps; got '{value}'")
+        return value
+
+
+class JobSpec(StrictModel):
+    name: str = Field(..., min_length=1)
+    description: str = ""
+    model: ModelSpec
+    dataset: DatasetSpec
+    randomization: RandomizationSpec = Field(default_factory=RandomizationSpec)
+    methods: list[MethodSpec] = Field(..., min_length=1)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    occlusion: OcclusionSpec = Field(default_factory=OcclusionSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    output: str | None = Field(None, description="Output URI (local path, s3://, gs://); --out overrides.")
+
+    @model_validator(mode="after")
+    def _unique_method_ids(self) -> "JobSpec":
+        ids = [method.method_id for method in self.methods]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(
+                f"methods: two methods share the name {duplicates}; give them distinct 'label' values"
+            )
+        return self
+
+    def num_classes(self) -> int:
+        """The model's output size: explicit, or the dataset's class count."""
+        if self.model.num_classes is not None:
+            return self.model.num_classes
+        return {"coco": 80, "voc": 20}.get(self.dataset.kind, 1000)
+
+
+# Sections whose values do not change any number in the results: a resume may change them.
+EXECUTION_ONLY_KEYS = {
+    ("runtime", "device"),
+    ("runtime", "batch_size"),
+    ("runtime", "chunk_size"),
+    ("runtime", "num_gpus"),
+    ("runtime", "num_cpus"),
+    ("runtime", "actors"),
+    ("output",),
+    ("description",),
+}

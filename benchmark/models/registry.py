@@ -1,0 +1,114 @@
+"""The five architectures of the paper and what the rest of the code needs to know about each.
+
+One ``ModelDef`` per architecture: how to build it untrained, where its pretrained weights
+come from, its classifier head, and the paper's top-down randomization rule (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class RandomizationDefaults:
+    """The paper's cascading rule for one model (supplement A.1)."""
+
+    head: str
+    boundary: str
+    every: int
+    max_boundaries: int
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    name: str
+    family: str  # resnet | vgg | densenet | efficientnet: selects canonizers and rules
+    build: Callable[[int, int], nn.Module]  # (num_classes, input_size) -> untrained module
+    head: str
+    randomization: RandomizationDefaults
+    torchvision_builder: str | None = None  # name in torchvision.models, for pretrained weights
+    default_weights: str = "IMAGENET1K_V1"
+
+
+class DenseNetWithReluModule(torchvision.models.DenseNet):
+    """torchvision's DenseNet, whose final ReLU is a module instead of ``F.relu``.
+
+    Guided backprop and LRP act through module hooks; torchvision applies the last ReLU
+    functionally, where no hook can see it. The parameters and state dict are unchanged.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.final_relu = nn.ReLU(inplace=False)
+        self.final_pool = nn.AdaptiveAvgPool2d((1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.final_pool(self.final_relu(self.features(x)))
+        return self.classifier(torch.flatten(out, 1))
+
+
+def _densenet121(num_classes: int, input_size: int) -> nn.Module:
+    return DenseNetWithReluModule(
+        growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, num_classes=num_classes
+    )
+
+
+def _efficientnet_b0(num_classes: int, input_size: int) -> nn.Module:
+    from efficientnet_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-b0", num_classes=num_classes, image_size=input_size)
+    model.set_swish(memory_efficient=False)  # autograd-visible swish, so hooks see real gradients
+    return model
+
+
+def _torchvision(builder: str) -> Callable[[int, int], nn.Module]:
+    def build(num_classes: int, input_size: int) -> nn.Module:
+        return getattr(torchvision.models, builder)(weights=None, num_classes=num_classes)
+
+    return build
+
+
+_CONV1 = r"\.conv1$"
+
+MODELS: dict[str, ModelDef] = {
+    "resnet50": ModelDef(
+        "resnet50", "resnet", _torchvision("resnet50"), "fc",
+        RandomizationDefaults("fc", _CONV1, every=1, max_boundaries=16), torchvision_builder="resnet50",
+    ),
+    "resnet34": ModelDef(
+        "resnet34", "resnet", _torchvision("resnet34"), "fc",
+        RandomizationDefaults("fc", _CONV1, every=1, max_boundaries=16), torchvision_builder="resnet34",
+    ),
+    "vgg16": ModelDef(
+        "vgg16", "vgg", _torchvision("vgg16"), "classifier.6",
+        # Not in the paper's cascading experiments: one stage per weight layer, top to bottom.
+        RandomizationDefaults("classifier.6", r"^(features|classifier)\.\d+$", every=1, max_boundaries=15),
+        torchvision_builder="vgg16",
+    ),
+    "densenet121": ModelDef(
+        "densenet121", "densenet", _densenet121, "classifier",
+        # The paper asks for 63 '.conv1' layers; DenseNet-121 has 58, so the plan stops at the last one.
+        RandomizationDefaults("classifier", _CONV1, every=3, max_boundaries=63), torchvision_builder="densenet121",
+    ),
+    "efficientnet-b0": ModelDef(
+        "efficientnet-b0", "efficientnet", _efficientnet_b0, "_fc",
+        # The paper says 17 '._depthwise_conv' layers; EfficientNet-B0 has 16.
+        RandomizationDefaults("_fc", r"\._depthwise_conv$", every=1, max_boundaries=17),
+        default_weights="efficientnet-b0",
+    ),
+}
+
+
+def model_def(name: str) -> ModelDef:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model '{name}'; allowed: {', '.join(MODELS)}") from None
