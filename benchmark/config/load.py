@@ -88,7 +88,11 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         elif item["type"] == "missing":
             message = "required key is missing"
         elif item["type"] == "union_tag_invalid":
-            message = message.replace("Input tag", "unknown method").replace("found using 'name' ", "")
+            message = (
+                message.replace("Input tag", "unknown method")
+                .replace("found using 'name' ", "")
+                .replace(" does not match any of the expected tags:", "; allowed:")
+            )
         elif item["type"] == "value_error":
             message = message.removeprefix("Value error, ")
         if item["type"] not in ("missing", "extra_forbidden") and "input" in item:

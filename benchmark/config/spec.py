@@ -245,6 +245,7 @@ class RuntimeSpec(StrictModel):
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
     actors: int | None = Field(None, ge=1, description="Number of actors; default one per GPU (or per CPU node).")
+    max_attempts: int = Field(3, ge=1, description="Attempts per shard before it is recorded as failed.")
     save_maps: int = Field(0, ge=0, description="Save attribution maps of the first N images of the run (float16).")
 
     @field_validator("device")
@@ -292,6 +293,7 @@ EXECUTION_ONLY_KEYS = {
     ("runtime", "num_gpus"),
     ("runtime", "num_cpus"),
     ("runtime", "actors"),
+    ("runtime", "max_attempts"),
     ("output",),
     ("description",),
 }

@@ -1,0 +1,57 @@
+"""``benchmark``: the command line. Each command lives in its own module under ``benchmark.cli``
+and registers its parser; heavy imports happen only when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command module -> one line of help; each module defines register(subparsers).
+COMMAND_MODULES = (
+    "benchmark.cli.run",
+    "benchmark.cli.status",
+)
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is the whole story (bad spec, missing weights, …)."""
+    from ..config import SpecError
+    from ..data import AnnotationError
+    from ..engine.manifest import ResumeRefused
+    from ..models import WeightsUnavailable
+
+    return (UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark",
+        description="Randomization sanity checks vs. occlusion faithfulness of attribution methods, at cluster scale.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if isinstance(error, user_errors()):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

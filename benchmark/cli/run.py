@@ -1,0 +1,65 @@
+"""``benchmark run JOB.yaml``: plan, run (inline or on Ray), resume, summarise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run a job (the same command on the same --out resumes)")
+    parser.add_argument("job", help="job spec (YAML)")
+    parser.add_argument("--out", help="output URI: local folder, s3://bucket/prefix, gs://… (default: the job's output, else runs/<name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec value, e.g. --set model.weights=random (repeatable)")
+    parser.add_argument("--executor", choices=("ray", "inline"), default="inline",
+                        help="inline: shard after shard in this process")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
+    parser.add_argument("--new-run", action="store_true", help="discard results of a different spec in --out and start over")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_job
+    from ..engine.driver import finish_run, prepare_run
+    from ..engine.progress import Progress
+    from ..results.summary import format_summary
+
+    spec = load_job(args.job, args.overrides)
+    state = prepare_run(spec, args.out, new_run=args.new_run)
+    pending_images = sum(len(t) for t in state.pending)
+    print(
+        f"run '{spec.name}' ({state.manifest['run_id']}, spec {state.manifest['spec_hash']}) -> {state.out}\n"
+        f"  {len(state.tasks)} shards, {len(state.committed)} already committed, {len(state.pending)} to run "
+        f"({pending_images} images), {len(state.manifest['randomization_plan']['stages'])} randomization stages",
+        file=sys.stderr,
+    )
+    progress = Progress(pending_images, len(state.tasks), len(state.committed), enabled=not args.no_progress)
+    started = time.perf_counter()
+    try:
+        outcome = _executor(args)(state, progress)
+    finally:
+        progress.close()
+    finish_run(state, outcome, time.perf_counter() - started)
+    print(format_summary(state.store))
+    if not outcome.ok:
+        print(
+            f"error: {len(outcome.failed)} shard(s) failed: "
+            + "; ".join(f"shard {s}: {r}" for s, r in sorted(outcome.failed.items()))
+            + f"\n  rerun the same command to retry them; details in {state.out}/errors",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    if args.executor == "inline":
+        from ..engine.inline import execute_inline
+
+        return execute_inline
+    from ..engine.ray_executor import make_ray_executor  # type: ignore[import-not-found]
+
+    return make_ray_executor(address=args.address)

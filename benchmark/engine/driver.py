@@ -1,0 +1,152 @@
+"""The driver's side of a run, shared by every executor: plan, resume, record, finish.
+
+``prepare_run`` validates what can be validated before any work (dataset index, annotation
+files, the randomization plan on the bare architecture), refuses to mix two specs in one
+output, writes the manifest and returns the shards that are not committed yet. Executors
+(inline, Ray) only decide *where* ``ShardRunner.run`` executes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import JobSpec, spec_hash
+from ..data import build_dataset, select_records
+from ..models import model_def, plan_for
+from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table
+from ..results.store import COMMITS, FAILURES, MANIFEST
+from ..results.writer import SHARD_TABLES
+from .manifest import ResumeRefused, check_resume, new_manifest
+from .plan import ShardTask, describe_shards, plan_shards
+from .shard import partition_of, shard_failure_rows
+
+
+@dataclass
+class RunState:
+    spec: JobSpec
+    out: str
+    store: OutputStore
+    manifest: dict[str, Any]
+    tasks: list[ShardTask]
+    pending: list[ShardTask]
+    committed: dict[int, dict]
+
+
+@dataclass
+class RunOutcome:
+    completed: list[dict] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def output_uri(spec: JobSpec, out: str | None) -> str:
+    uri = out or spec.output
+    if not uri:
+        return f"runs/{spec.name}"
+    return uri
+
+
+def randomization_plan_description(spec: JobSpec) -> dict:
+    """The stage plan, computed on the bare architecture (names only, no weights needed)."""
+    module = model_def(spec.model.name).build(spec.num_classes(), spec.dataset.crop)
+    return plan_for(spec, module).describe()
+
+
+def discard_previous(store: OutputStore) -> None:
+    for folder in (*SHARD_TABLES, "activations", "logits", "maps", COMMITS, FAILURES, "aggregates"):
+        store.delete_dir(folder)
+    store.delete(MANIFEST)
+
+
+def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False) -> RunState:
+    uri = output_uri(spec, out)
+    store = OutputStore(uri)
+    previous = store.read_json(MANIFEST)
+    if previous is not None and new_run:
+        discard_previous(store)
+        previous = None
+    if previous is not None:
+        check_resume(previous, spec)
+
+    dataset = build_dataset(spec)  # a malformed annotation file fails here, before any work
+    records = select_records(spec, dataset)
+    if not records:
+        raise ValueError(
+            f"dataset '{spec.dataset.kind}' selects no images (offset {spec.dataset.offset}, limit {spec.dataset.limit})"
+        )
+    tasks = plan_shards(records, spec.dataset.offset, spec.dataset.shard_size)
+    manifest = new_manifest(
+        spec,
+        previous,
+        dataset=dataset.describe(),
+        shard_plan=describe_shards(tasks, spec.dataset.shard_size),
+        randomization_plan=randomization_plan_description(spec),
+    )
+    store.write_json(MANIFEST, manifest)
+    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
+    pending = [task for task in tasks if task.shard not in committed]
+    return RunState(spec, uri, store, manifest, tasks, pending, committed)
+
+
+def record_failure(state: RunState, task: ShardTask, attempt: int, reason: str) -> None:
+    writer = ShardWriter(state.store, partition_of(state.spec))
+    writer.record_failure(task.shard, shard_failure_rows(task.shard, attempt, reason), {"spec_hash": spec_hash(state.spec)})
+
+
+def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict[str, Any] | None = None) -> dict:
+    manifest = dict(state.manifest)
+    committed = committed_shards(state.store)
+    manifest.update(
+        updated_at=time.time(),
+        finished_at=time.time(),
+        last_attempt={
+            "seconds": seconds,
+            "shards_run": len(outcome.completed),
+            "shards_failed": sorted(outcome.failed),
+            **(extra or {}),
+        },
+        shards_committed=len(committed),
+        shards_total=len(state.tasks),
+    )
+    state.store.write_json(MANIFEST, manifest)
+    return manifest
+
+
+def status(out: str) -> dict[str, Any]:
+    """Done / missing / failed shards, image and error counts of an output, from its markers."""
+    store = OutputStore(out)
+    manifest = store.read_json(MANIFEST)
+    if manifest is None:
+        raise FileNotFoundError(f"{out}: no {MANIFEST}; this is not the output of a run (or it has not started)")
+    planned = [s["shard"] for s in manifest["shard_plan"]["shards"]]
+    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
+    failed = failed_shards(store)
+    errors = read_table(store, "errors")
+    shards = read_table(store, "shards")
+    return {
+        "out": out,
+        "name": manifest["name"],
+        "spec_hash": manifest["spec_hash"],
+        "run_id": manifest["run_id"],
+        "shards_total": len(planned),
+        "done": sorted(s for s in planned if s in committed),
+        "failed": sorted(s for s in planned if s in failed),
+        "missing": sorted(s for s in planned if s not in committed and s not in failed),
+        "images_total": manifest["shard_plan"]["images"],
+        "images_done": int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0,
+        "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
+        "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
+        "manifest": manifest,
+    }
+
+
+__all__ = [
+    "ResumeRefused", "RunOutcome", "RunState", "discard_previous", "finish_run", "output_uri",
+    "prepare_run", "record_failure", "status",
+]

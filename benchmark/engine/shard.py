@@ -1,0 +1,121 @@
+"""The shard function: everything a worker does for one shard, shared by every executor.
+
+A ``ShardRunner`` is built once per worker (Ray actor or the inline loop): it loads the
+model once and keeps it, its randomized variants and the methods for every shard it runs.
+``run`` decodes the shard's images (the next batch is decoded while the current one is
+evaluated), evaluates them, writes the shard's tables and commits them. It returns only a
+small summary: maps and tables never travel back to the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Iterator
+
+import pyarrow as pa
+import torch
+
+from ..config import JobSpec, spec_hash
+from ..data import ImageBatch, LoadError, Preprocess, build_dataset, load_images
+from ..data.base import ImageRecord
+from ..experiments.batch import BatchEvaluator
+from ..models import load_model, plan_for
+from ..results import OutputStore, ShardWriter, table_schema
+from .plan import ShardTask
+
+
+def partition_of(spec: JobSpec) -> dict[str, str]:
+    return {"model": spec.model.name, "dataset": spec.dataset.kind}
+
+
+def default_worker_name() -> str:
+    return f"{platform.node()}:{os.getpid()}"
+
+
+def error_rows(errors: list[LoadError], shard: int, attempt: int) -> pa.Table:
+    return pa.table(
+        {
+            "where": pa.array(["load"] * len(errors), pa.string()),
+            "image_id": pa.array([e.image_id for e in errors], pa.string()),
+            "source": pa.array([e.source for e in errors], pa.string()),
+            "shard": pa.array([shard] * len(errors), pa.int32()),
+            "attempt": pa.array([attempt] * len(errors), pa.int32()),
+            "reason": pa.array([e.reason for e in errors], pa.string()),
+        }
+    )
+
+
+def shard_failure_rows(shard: int, attempt: int, reason: str) -> pa.Table:
+    return pa.table(
+        {
+            "where": pa.array(["shard"], pa.string()),
+            "image_id": pa.array([None], pa.string()),
+            "source": pa.array([None], pa.string()),
+            "shard": pa.array([shard], pa.int32()),
+            "attempt": pa.array([attempt], pa.int32()),
+            "reason": pa.array([reason], pa.string()),
+        }
+    )
+
+
+class ShardRunner:
+    def __init__(self, spec: JobSpec, out_uri: str, worker: str | None = None, device: torch.device | None = None):
+        self.spec = spec
+        self.worker = worker or default_worker_name()
+        self.model = load_model(spec, device)
+        self.plan = plan_for(spec, self.model.module)
+        self.evaluator = BatchEvaluator(spec, self.model, self.plan)
+        self.dataset = build_dataset(spec)
+        self.preprocess = Preprocess.from_spec(spec.dataset)
+        self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
+        self.spec_hash = spec_hash(spec)
+
+    def _batches(self, records: tuple[ImageRecord, ...]) -> Iterator[tuple[ImageBatch | None, list[LoadError]]]:
+        """Decoded batches, the next one decoded in a background thread while this one computes."""
+        size = self.spec.runtime.batch_size
+        chunks = [list(records[i : i + size]) for i in range(0, len(records), size)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+            pending = pool.submit(load_images, self.dataset, chunks[0], self.preprocess) if chunks else None
+            for following in chunks[1:] + [None]:
+                result = pending.result()
+                pending = pool.submit(load_images, self.dataset, following, self.preprocess) if following else None
+                yield result
+
+    def run(self, task: ShardTask, attempt: int = 1) -> dict:
+        started = time.perf_counter()
+        parts: dict[str, list[pa.Table]] = defaultdict(list)
+        errors: list[LoadError] = []
+        images = 0
+        for batch, batch_errors in self._batches(task.records):
+            errors.extend(batch_errors)
+            if batch is None:
+                continue
+            images += len(batch)
+            for name, table in self.evaluator.evaluate(batch, task.shard).items():
+                parts[name].append(table)
+        seconds = time.perf_counter() - started
+        tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}
+        if errors:
+            tables["errors"] = error_rows(errors, task.shard, attempt)
+        summary = {
+            "shard": task.shard,
+            "images": images,
+            "errors": len(errors),
+            "seconds": seconds,
+            "worker": self.worker,
+            "device": str(self.model.device),
+            "attempt": attempt,
+        }
+        tables["shards"] = pa.table(
+            {
+                **{key: [summary[key]] for key in ("shard", "images", "errors", "seconds", "worker", "device", "attempt")},
+                "finished_at": pa.array([datetime.now(timezone.utc)], table_schema("shards").arrow.field("finished_at").type),
+            }
+        )
+        self.writer.commit(task.shard, tables, {"spec_hash": self.spec_hash, "worker": self.worker, "attempt": attempt})
+        return summary

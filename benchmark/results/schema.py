@@ -1,0 +1,115 @@
+"""The versioned Arrow schemas of the output tables, read from ``results_schema/``.
+
+The JSON files are the contract (DESIGN §9): writers validate every table against them before
+writing, so a column cannot silently change type or go missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+SCHEMA_ROOT = Path(__file__).resolve().parents[2] / "results_schema"
+
+
+class SchemaError(ValueError):
+    """A table does not match its declared schema."""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    version: int
+    description: str
+    arrow: pa.Schema  # every column, partition columns included
+    partition: tuple[str, ...]  # columns stored in the path (model=…/dataset=…), not in the file
+    descriptions: dict[str, str]
+
+    @property
+    def file_schema(self) -> pa.Schema:
+        """The columns stored inside each Parquet file."""
+        return pa.schema([f for f in self.arrow if f.name not in self.partition], metadata=self.arrow.metadata)
+
+
+_SIMPLE = {
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "float16": pa.float16(),
+    "binary": pa.binary(),
+}
+
+
+def parse_type(text: str) -> pa.DataType:
+    text = text.strip()
+    if text in _SIMPLE:
+        return _SIMPLE[text]
+    if match := re.fullmatch(r"list<(.+)>", text):
+        return pa.list_(parse_type(match.group(1)))
+    if match := re.fullmatch(r"timestamp\[(\w+)(?:,\s*tz=([\w/+:-]+))?\]", text):
+        return pa.timestamp(match.group(1), tz=match.group(2))
+    raise SchemaError(f"unknown type '{text}' in results_schema")
+
+
+@lru_cache(maxsize=None)
+def table_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:
+    path = SCHEMA_ROOT / f"v{version}" / f"{name}.json"
+    if not path.is_file():
+        raise SchemaError(f"no schema for table '{name}' (version {version}) at {path}")
+    data = json.loads(path.read_text())
+    fields = [
+        pa.field(f["name"], parse_type(f["type"]), nullable=f.get("nullable", False)) for f in data["fields"]
+    ]
+    metadata = {"table": name, "schema_version": str(data["version"])}
+    return TableSchema(
+        name=name,
+        version=data["version"],
+        description=data.get("description", ""),
+        arrow=pa.schema(fields, metadata=metadata),
+        partition=tuple(f["name"] for f in data["fields"] if f.get("partition")),
+        descriptions={f["name"]: f.get("description", "") for f in data["fields"]},
+    )
+
+
+def table_names(version: int = SCHEMA_VERSION) -> list[str]:
+    return sorted(p.stem for p in (SCHEMA_ROOT / f"v{version}").glob("*.json") if p.stem != "manifest")
+
+
+def conform(table: pa.Table, schema: TableSchema, partition_values: dict[str, str]) -> pa.Table:
+    """Check a table against its schema and return it in the file layout (partition columns dropped).
+
+    Columns must all be present (no extras); types are cast only where the cast is lossless in
+    kind (e.g. int64 -> int32 of small values); nulls in non-nullable columns are errors.
+    """
+    expected = schema.file_schema
+    names = set(table.column_names) - set(schema.partition)
+    missing = [f.name for f in expected if f.name not in names]
+    extra = sorted(names - set(expected.names))
+    if missing or extra:
+        raise SchemaError(f"table '{schema.name}': missing columns {missing}, unexpected columns {extra}")
+    for key in schema.partition:
+        if key not in partition_values:
+            raise SchemaError(f"table '{schema.name}': partition value for '{key}' missing")
+    columns = []
+    for field in expected:
+        column = table.column(field.name)
+        if not column.type.equals(field.type):
+            try:
+                column = column.cast(field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                raise SchemaError(
+                    f"table '{schema.name}': column '{field.name}' is {column.type}, schema says {field.type}: {error}"
+                ) from None
+        if not field.nullable and column.null_count:
+            raise SchemaError(f"table '{schema.name}': column '{field.name}' has {column.null_count} nulls")
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=expected)

@@ -1,0 +1,115 @@
+"""The output location: a local/NFS folder or an object store, through ``pyarrow.fs``.
+
+Writes are atomic at file level. Local: a dot-prefixed temporary file in the same folder, then
+a rename. Object stores (``s3://``, ``gs://``): the whole file built in memory and sent in one
+request, so it appears complete or not at all. A shard is visible to readers only once its
+commit marker exists (``_commits/shard-<id>.json``), written after all of the shard's files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+COMMITS = "_commits"
+FAILURES = "_failures"
+MANIFEST = "manifest.json"
+
+
+class OutputStore:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/") or uri
+        if "://" in uri and not uri.startswith("file://"):
+            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+            self.object_store = True
+        else:
+            path = uri.removeprefix("file://")
+            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(path)
+            self.object_store = False
+        self.root = self.root.rstrip("/")
+
+    def path(self, relative: str) -> str:
+        return f"{self.root}/{relative}" if relative else self.root
+
+    def display(self, relative: str = "") -> str:
+        return f"{self.uri}/{relative}" if relative else self.uri
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a whole file atomically (see module docstring)."""
+        target = self.path(relative)
+        parent = target.rsplit("/", 1)[0]
+        self.fs.create_dir(parent, recursive=True)
+        if self.object_store:
+            with self.fs.open_output_stream(target) as stream:
+                stream.write(data)
+            return
+        name = target.rsplit("/", 1)[1]
+        temporary = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open_output_stream(temporary) as stream:
+            stream.write(data)
+        self.fs.move(temporary, target)
+
+    def write_json(self, relative: str, payload: Any) -> None:
+        self.write_bytes(relative, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+    def delete(self, relative: str) -> None:
+        try:
+            self.fs.delete_file(self.path(relative))
+        except FileNotFoundError:
+            pass
+
+    def delete_dir(self, relative: str) -> None:
+        info = self.fs.get_file_info(self.path(relative))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(relative))
+
+    # -- reading -----------------------------------------------------------------------------
+    def exists(self, relative: str) -> bool:
+        return self.fs.get_file_info(self.path(relative)).type != pafs.FileType.NotFound
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            if "not found" in str(error).lower() or "no such file" in str(error).lower():
+                return None
+            raise
+
+    def read_json(self, relative: str) -> Any | None:
+        data = self.read_bytes(relative)
+        return None if data is None else json.loads(data)
+
+    def list_files(self, relative: str) -> list[str]:
+        """Relative paths of the files below ``relative`` (recursive), hidden files excluded."""
+        base = self.path(relative)
+        if self.fs.get_file_info(base).type == pafs.FileType.NotFound:
+            return []
+        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        found = []
+        for info in self.fs.get_file_info(selector):
+            if info.type != pafs.FileType.File:
+                continue
+            name = info.path.rsplit("/", 1)[-1]
+            if name.startswith("."):
+                continue
+            found.append(info.path[len(self.root) + 1 :])
+        return sorted(found)
+
+    def table_reader_path(self, relative: str) -> str:
+        """Path for ``pyarrow.dataset``/``pyarrow.parquet`` together with ``self.fs``."""
+        return self.path(relative)
+
+    def open_buffer(self, relative: str) -> pa.Buffer:
+        data = self.read_bytes(relative)
+        if data is None:
+            raise FileNotFoundError(self.display(relative))
+        return pa.py_buffer(data)

@@ -1,0 +1,108 @@
+"""Job spec validation: errors name the key path and the allowed values, before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.config import SpecError, load_job, spec_differences, spec_hash, science_dict, validate_job
+
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+
+MINIMAL = {
+    "name": "t",
+    "model": {"name": "resnet50", "weights": "random"},
+    "dataset": {"kind": "synthetic"},
+    "methods": [{"name": "gradient"}],
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("job", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_job_validates(job: Path) -> None:
+    spec = load_job(job)
+    assert spec.name
+
+
+def test_defaults_are_the_papers() -> None:
+    spec = validate_job(MINIMAL)
+    assert spec.metrics.normalizations == ["second_moment", "max_abs", "none"]
+    assert spec.occlusion.kernels == [15, 8] and spec.occlusion.steps == 30 and spec.occlusion.blur_kernel == 15
+    assert spec.metrics.ssim.k1 == 0.01 and spec.metrics.ssim.k2 == 0.03 and spec.metrics.ssim.win_size == 7
+    assert spec.randomization.mode == "top_down" and spec.randomization.target == "label"
+
+
+def test_unknown_model_names_allowed_values(tmp_path: Path) -> None:
+    data = {**MINIMAL, "model": {"name": "resnet51"}}
+    with pytest.raises(SpecError) as error:
+        load_job(write(tmp_path, data))
+    message = str(error.value)
+    assert "model.name" in message and "resnet50" in message and "efficientnet-b0" in message
+    assert str(tmp_path / "job.yaml") in message
+
+
+def test_unknown_method_names_allowed_methods() -> None:
+    data = {**MINIMAL, "methods": [{"name": "gradient"}, {"name": "deeplift"}]}
+    with pytest.raises(SpecError) as error:
+        validate_job(data)
+    message = str(error.value)
+    assert "methods.1" in message and "deeplift" in message and "integrated_gradients" in message
+
+
+def test_unknown_key_lists_allowed_keys() -> None:
+    data = {**MINIMAL, "methods": [{"name": "integrated_gradients", "stepz": 3}]}
+    with pytest.raises(SpecError) as error:
+        validate_job(data)
+    message = str(error.value)
+    assert "methods.0.stepz: unknown key" in message and "steps" in message
+
+
+def test_wrong_type_names_key_and_value() -> None:
+    data = {**MINIMAL, "occlusion": {"kernels": ["big"]}}
+    with pytest.raises(SpecError) as error:
+        validate_job(data)
+    assert "occlusion.kernels.0" in str(error.value) and "'big'" in str(error.value)
+
+
+def test_set_overrides_nested_values_and_lists(tmp_path: Path) -> None:
+    path = write(tmp_path, {**MINIMAL, "methods": [{"name": "gradient"}, {"name": "integrated_gradients"}]})
+    spec = load_job(path, ["model.weights=imagenet", "methods.1.steps=4", "randomization.seeds=[1, 2]", "occlusion.enabled=false"])
+    assert spec.model.weights == "imagenet"
+    assert spec.methods[1].steps == 4
+    assert spec.randomization.seeds == [1, 2]
+    assert spec.occlusion.enabled is False
+
+
+def test_bad_override_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(SpecError, match="methods.5"):
+        load_job(path, ["methods.5.steps=3"])
+    with pytest.raises(SpecError, match="expected key.path=value"):
+        load_job(path, ["model.weights"])
+
+
+def test_duplicate_method_ids_rejected() -> None:
+    data = {**MINIMAL, "methods": [{"name": "lrp"}, {"name": "lrp"}]}
+    with pytest.raises(SpecError, match="distinct 'label'"):
+        validate_job(data)
+
+
+def test_required_root_for_real_datasets() -> None:
+    with pytest.raises(SpecError, match="dataset.root is required"):
+        validate_job({**MINIMAL, "dataset": {"kind": "imagenet"}})
+
+
+def test_hash_ignores_execution_settings_only() -> None:
+    base = validate_job(MINIMAL)
+    faster = validate_job({**MINIMAL, "runtime": {"device": "cpu", "batch_size": 3, "actors": 4}, "output": "s3://b/x"})
+    other = validate_job({**MINIMAL, "randomization": {"seeds": [7]}})
+    assert spec_hash(base) == spec_hash(faster)
+    assert spec_hash(base) != spec_hash(other)
+    assert spec_differences(science_dict(base), science_dict(other)) == ["randomization.seeds: [0] -> [7]"]
