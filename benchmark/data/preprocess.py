@@ -17,11 +17,13 @@ from ..config.spec import DatasetSpec
 
 @dataclass(frozen=True)
 class Geometry:
-    """Where the crop lies in the original image, for datasets that map boxes into the crop."""
+    """Where the crop lies in the original image, for datasets that map boxes into the crop:
+    crop pixel (y, x) is original pixel ((y + top) / scale_y, (x + left) / scale_x)."""
 
     original_height: int
     original_width: int
-    scale: float  # resized = original * scale
+    scale_y: float
+    scale_x: float
     top: int  # crop offset in the resized image
     left: int
     size: int
@@ -42,17 +44,17 @@ class Preprocess:
             resize = round(spec.crop * 256 / 224)
         return cls(resize=max(resize, spec.crop), crop=spec.crop)
 
-    def geometry(self, height: int, width: int) -> Geometry:
-        scale = self.resize / min(height, width)
-        new_h, new_w = max(self.crop, round(height * scale)), max(self.crop, round(width * scale))
-        return Geometry(height, width, scale, (new_h - self.crop) // 2, (new_w - self.crop) // 2, self.crop)
-
     def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, Geometry]:
-        """uint8 RGB [H,W,3] -> float [3,crop,crop] in [0,1], and the crop's geometry."""
+        """uint8 RGB [H,W,3] -> float [3,crop,crop] in [0,1], and the crop's geometry.
+
+        torchvision's own Resize(shorter side)/CenterCrop rounding, so the pixels equal the
+        standard ImageNet evaluation transform's.
+        """
         height, width = image.shape[:2]
-        geometry = self.geometry(height, width)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        new_size = [max(self.crop, round(height * geometry.scale)), max(self.crop, round(width * geometry.scale))]
-        tensor = TF.resize(tensor, new_size, antialias=True)
-        tensor = tensor[:, geometry.top : geometry.top + self.crop, geometry.left : geometry.left + self.crop]
-        return tensor.float().div_(255.0), geometry
+        resized = TF.resize(tensor, self.resize, antialias=True)
+        new_h, new_w = resized.shape[1:]
+        top, left = int(round((new_h - self.crop) / 2.0)), int(round((new_w - self.crop) / 2.0))
+        cropped = TF.center_crop(resized, [self.crop, self.crop])
+        geometry = Geometry(height, width, new_h / height, new_w / width, top, left, self.crop)
+        return cropped.float().div_(255.0), geometry
