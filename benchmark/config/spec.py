@@ -204,9 +204,16 @@ METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothg
 class SSIMSpec(StrictModel):
     """Settings of skimage.metrics.structural_similarity that our batched SSIM reproduces."""
 
-    win_size: int = Field(7, ge=3, description="Window side for uniform weights (odd).")
+    win_size: int | None = Field(
+        7,
+        ge=3,
+        description="Window side (odd): filter size for uniform weights, border crop and sample-covariance "
+        "factor for both. None is skimage's own default: 7 for uniform weights, 2*int(truncate*sigma+0.5)+1 "
+        "(11 for sigma 1.5) for Gaussian weights.",
+    )
     gaussian_weights: bool = False
     sigma: float = Field(1.5, gt=0)
+    truncate: float = Field(3.5, gt=0, description="Gaussian radius in sigmas; skimage's SSIM hard-codes 3.5.")
     k1: float = Field(0.01, gt=0)
     k2: float = Field(0.03, gt=0)
     data_range: DataRangeRule | float = Field(
@@ -216,9 +223,16 @@ class SSIMSpec(StrictModel):
 
     @field_validator("win_size")
     @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
+    def _odd(cls, value: int | None) -> int | None:
+        if value is not None and value % 2 == 0:
             raise ValueError(f"win_size must be odd, got {value}")
+        return value
+
+    @field_validator("data_range")
+    @classmethod
+    def _positive_range(cls, value: DataRangeRule | float) -> DataRangeRule | float:
+        if not isinstance(value, str) and not (0 < value < float("inf")):
+            raise ValueError(f"a constant data_range must be positive and finite, got {value}")
         return value
 
 
