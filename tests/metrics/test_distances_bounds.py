@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from _metrics_reference import np_data_range, np_normalize, np_theorem1_bound, sk_ssim
+from ._metrics_reference import np_data_range, np_normalize, np_theorem1_bound, sk_ssim
 from benchmark.metrics import SSIMWindow, mse, mse_noise_bound, normalize_maps, resolve_data_range, ssim, ssim_noise_bound
 
 

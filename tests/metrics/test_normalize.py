@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from _metrics_reference import np_normalize
+from ._metrics_reference import np_normalize
 from benchmark.metrics import normalize_maps
 
 

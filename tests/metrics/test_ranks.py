@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.stats import rankdata
 
-from _metrics_reference import np_spearman
+from ._metrics_reference import np_spearman
 from benchmark.metrics import average_ranks, spearman
 
 

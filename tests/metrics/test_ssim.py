@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from _metrics_reference import np_data_range, np_normalize, sk_ssim
+from ._metrics_reference import np_data_range, np_normalize, sk_ssim
 from benchmark.metrics import SSIMWindow, normalize_maps, resolve_data_range, ssim
 
 WINDOWS = [
