@@ -54,15 +54,53 @@ class ModelSpec(StrictModel):
 
 
 class DatasetSpec(StrictModel):
+    """Which images, in which canonical order, preprocessed how (DESIGN §8).
+
+    Canonical orders: ImageNet sorted by file name (across class folders), COCO by image id,
+    VOC in the order of ``ImageSets/Main/<split>.txt``. Relative file paths are relative to ``root``.
+    """
+
     kind: DatasetKind
-    root: str | None = Field(None, description="Dataset root folder (imagenet, coco, voc).")
-    split: str = "val"
+    root: str | None = Field(
+        None,
+        description="Dataset root folder. imagenet: the folder holding '<split>/' (class folders or flat files) "
+        "or the images themselves; coco: the folder holding 'annotations/' and '<split>2017/'; voc: the "
+        "'VOC2007'/'VOC2012' folder (or a folder holding exactly one of them).",
+    )
+    split: str = Field("val", description="Split: ImageNet sub-folder, COCO '<split>2017', VOC ImageSets/Main/<split>.txt.")
     offset: int = Field(0, ge=0, description="Images skipped at the start of the canonical order.")
     limit: int | None = Field(None, ge=1, description="Images used after the offset; all when null.")
     shard_size: int = Field(32, ge=1, description="Images per shard: the unit of scheduling, writing and resume.")
-    resize: int | None = Field(None, ge=8, description="Shorter side after resizing; default per dataset kind.")
+    resize: int | None = Field(
+        None, ge=8, description="Shorter side after resizing; default crop*256/224 (ImageNet, samples) or crop (COCO, VOC)."
+    )
     crop: int = Field(224, ge=32, description="Centre-crop size: the model's input size.")
-    labels_file: str | None = Field(None, description="ImageNet flat layout: file mapping file names to labels.")
+    labels_file: str | None = Field(
+        None,
+        description="imagenet, flat folder: the labels, either Kaggle's LOC_val_solution.csv or a text file of "
+        "'<file name> <class index or wnid>' lines. Default: LOC_val_solution.csv next to the images or in root.",
+    )
+    class_list: str | None = Field(
+        None,
+        description="imagenet: file of wnids in class-index order (first token of each line, so "
+        "LOC_synset_mapping.txt works). Default: the standard 1000 ILSVRC-2012 wnids, sorted.",
+    )
+    images_dir: str | None = Field(
+        None, description="imagenet/coco: the image folder; default '<root>/<split>' (coco: '<root>/<split>2017')."
+    )
+    annotation_file: str | None = Field(
+        None, description="coco: the instances file; default '<root>/annotations/instances_<split>2017.json'."
+    )
+    box_fraction: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="coco/voc: a class is a positive label of the centre crop when the crop holds at least this "
+        "fraction of the area of one of its boxes (supplement A.3), measured in the resized image.",
+    )
+    skip_flagged_boxes: bool = Field(
+        False, description="coco/voc: ignore COCO 'iscrowd' and VOC 'difficult' boxes when deriving crop labels."
+    )
     synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
     synthetic_seed: int = 0
 
@@ -70,7 +108,19 @@ class DatasetSpec(StrictModel):
     def _root_required(self) -> "DatasetSpec":
         if self.kind in ("imagenet", "coco", "voc") and not self.root:
             raise ValueError(f"dataset.root is required for dataset kind '{self.kind}' (set it with --set dataset.root=PATH)")
+        for key, kinds in _KIND_SPECIFIC_KEYS.items():
+            if getattr(self, key) is not None and self.kind not in kinds:
+                raise ValueError(f"dataset.{key} is only used with dataset kind {' or '.join(kinds)}, not '{self.kind}'")
         return self
+
+
+# Optional dataset keys that mean something for some kinds only: setting one elsewhere is a mistake.
+_KIND_SPECIFIC_KEYS: dict[str, tuple[str, ...]] = {
+    "labels_file": ("imagenet",),
+    "class_list": ("imagenet",),
+    "images_dir": ("imagenet", "coco"),
+    "annotation_file": ("coco",),
+}
 
 
 class RandomizationSpec(StrictModel):

@@ -1,6 +1,6 @@
 """What every dataset provides: image records in one canonical order, and a way to decode them.
 
-A dataset is an *index* (``records()``: cheap, read at planning time, identical on every
+A dataset is an *index* (``index()``: cheap, read at planning time, identical on every
 machine) plus a *decoder* (``decode()``: run by the workers). Shards are contiguous ranges
 of the index, so a shard id names the same images forever (DESIGN §8).
 """
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .preprocess import Geometry
 
 
 class ImageError(Exception):
@@ -46,6 +49,14 @@ class ImageDataset(ABC):
     @abstractmethod
     def decode(self, record: ImageRecord) -> np.ndarray:
         """The image as an RGB uint8 array [H,W,3]; raises ImageError with a reason."""
+
+    def multi_hot(self, record: ImageRecord, geometry: "Geometry") -> np.ndarray | None:
+        """Multi-label target [num_classes] of the preprocessed crop (COCO/VOC); None for single-label data."""
+        return None
+
+    def class_names(self) -> list[str] | None:
+        """Names of the class indices, where the dataset knows them."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind}

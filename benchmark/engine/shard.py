@@ -13,7 +13,6 @@ import os
 import platform
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Iterator
 
@@ -21,8 +20,9 @@ import pyarrow as pa
 import torch
 
 from ..config import JobSpec, spec_hash
-from ..data import ImageBatch, LoadError, Preprocess, build_dataset, load_images
+from ..data import ImageBatch, LoadError, Preprocess, build_dataset
 from ..data.base import ImageRecord
+from ..data.loader import prefetch_batches
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, table_schema
@@ -77,14 +77,7 @@ class ShardRunner:
 
     def _batches(self, records: tuple[ImageRecord, ...]) -> Iterator[tuple[ImageBatch | None, list[LoadError]]]:
         """Decoded batches, the next one decoded in a background thread while this one computes."""
-        size = self.spec.runtime.batch_size
-        chunks = [list(records[i : i + size]) for i in range(0, len(records), size)]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-            pending = pool.submit(load_images, self.dataset, chunks[0], self.preprocess) if chunks else None
-            for following in chunks[1:] + [None]:
-                result = pending.result()
-                pending = pool.submit(load_images, self.dataset, following, self.preprocess) if following else None
-                yield result
+        return prefetch_batches(self.dataset, records, self.preprocess, self.spec.runtime.batch_size)
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
         started = time.perf_counter()
