@@ -11,6 +11,8 @@ import sys
 COMMAND_MODULES = (
     "benchmark.cli.run",
     "benchmark.cli.status",
+    "benchmark.cli.fixtures",
+    "benchmark.cli.finetune",
 )
 
 

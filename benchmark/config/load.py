@@ -76,14 +76,15 @@ def _assign(node: Any, parts: list[str], value: Any, item: str) -> None:
             raise SpecError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a section")
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def format_validation_error(error: ValidationError, source: str, root: type[BaseModel] = JobSpec) -> str:
+    """One line per problem: the key path as written (relative to ``root``, the validated model) and why."""
     lines = [f"{source}: invalid job spec ({error.error_count()} problem{'s' if error.error_count() > 1 else ''})"]
     for item in error.errors():
         loc = item["loc"]
-        path = _display_path(loc) or "(top level)"
+        path = _display_path(loc, root) or "(top level)"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(loc[:-1], root)
             message = "unknown key" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
         elif item["type"] == "missing":
             message = "required key is missing"
@@ -101,10 +102,10 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _display_path(loc: tuple[Any, ...]) -> str:
+def _display_path(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> str:
     """Key path as the user wrote it: discriminator tags that pydantic inserts are dropped."""
     parts: list[str] = []
-    model: Any = JobSpec
+    model: Any = root
     for part in loc:
         candidates = _models_in(model)
         if isinstance(part, str) and len(candidates) > 1 and any(_tag_of(m) == part for m in candidates):
@@ -115,8 +116,8 @@ def _display_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = JobSpec
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> list[str]:
+    model: Any = root
     for part in loc:
         candidates = _models_in(model)
         if isinstance(part, str) and len(candidates) > 1 and any(_tag_of(m) == part for m in candidates):
