@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 from captum.attr import InputXGradient, IntegratedGradients, Saliency
 from captum.attr._utils.approximation_methods import approximation_parameters
 
@@ -124,6 +125,9 @@ def test_integrated_gradients_are_complete(tiny, rule: str) -> None:
     torch.testing.assert_close(maps.sum(dim=(1, 2, 3)), difference, rtol=2e-3, atol=2e-3 * difference.abs().max().item())
 
 
-def test_trapezoid_with_one_step_is_refused_at_build_time(tiny) -> None:
+def test_trapezoid_with_one_step_is_refused(tiny) -> None:
+    with pytest.raises(ValidationError, match="steps >= 2"):
+        IntegratedGradientsSpec(name="integrated_gradients", steps=1, rule="riemann_trapezoid")
+    unchecked = IntegratedGradientsSpec.model_construct(name="integrated_gradients", steps=1, rule="riemann_trapezoid")
     with pytest.raises(MethodNotSupported, match="at least 2 steps"):
-        build_method(IntegratedGradientsSpec(name="integrated_gradients", steps=1, rule="riemann_trapezoid"), tiny)
+        build_method(unchecked, tiny)
