@@ -68,8 +68,11 @@ def target_gradient(module: nn.Module, points: Tensor, targets: Tensor, output: 
     One forward and one backward pass over ``points`` [M,...] with ``targets`` [M]. Whatever
     hooks are registered on ``module`` (guided backprop, LRP rules) shape the backward pass.
     """
+    if output not in ("one", "logit"):
+        raise ValueError(f"output relevance must be 'one' or 'logit', got '{output}'")
     with torch.inference_mode(False), torch.enable_grad():
-        x = points.detach().clone().requires_grad_(True)
+        # an alias of the points as the leaf (no copy); inference tensors cannot enter autograd, so copy those
+        x = (points.clone() if points.is_inference() else points.detach()).requires_grad_(True)
         logits = module(x)
         seed = torch.nn.functional.one_hot(targets, logits.shape[1]).to(logits.dtype)
         if output == "logit":
