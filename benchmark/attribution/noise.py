@@ -8,6 +8,7 @@ job has and whether or not the engine computes it once.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..config.spec import NoiseSpec
@@ -16,7 +17,9 @@ from . import keyed_rng
 from .base import AttributionContext, AttributionMethod, Passes, register_method
 
 
-def noise_maps(image_keys: list[str], shape: tuple[int, ...], method_seed: int, run_seed: int, stage: int, device) -> Tensor:
+def noise_maps(
+    image_keys: list[str], shape: tuple[int, ...], method_seed: int, run_seed: int, stage: int, device: torch.device
+) -> Tensor:
     """[N, *shape] standard-normal maps, one per key."""
     run = run_seed if stage > 0 else None
     words = keyed_rng.key_words(image_keys, "noise", method_seed, run, stage, device=device)

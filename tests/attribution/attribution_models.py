@@ -7,11 +7,9 @@ canonizers that merge BatchNorm into convolutions have something to merge.
 
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
 
 from benchmark.models.bundle import ModelBundle
@@ -124,11 +122,3 @@ def make_targets(n: int = 3) -> torch.Tensor:
 
 def keys(n: int = 3) -> list[str]:
     return [f"img-{i:03d}" for i in range(n)]
-
-
-def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone() for name, tensor in module.state_dict(keep_vars=True).items()}
-
-
-def copy_model(model: ModelBundle) -> nn.Module:
-    return copy.deepcopy(model.module)

@@ -16,12 +16,14 @@ def tiny() -> ModelBundle:
 
 @pytest.fixture
 def resnet18() -> ModelBundle:
-    return make_bundle(seeded(lambda: torchvision.models.resnet18(weights=None, num_classes=NUM_CLASSES)), "resnet", "resnet18")
+    module = seeded(lambda: torchvision.models.resnet18(weights=None, num_classes=NUM_CLASSES))
+    return make_bundle(module, "resnet", "resnet18")
 
 
 @pytest.fixture
 def resnet50() -> ModelBundle:
-    return make_bundle(seeded(lambda: torchvision.models.resnet50(weights=None, num_classes=NUM_CLASSES)), "resnet", "resnet50")
+    module = seeded(lambda: torchvision.models.resnet50(weights=None, num_classes=NUM_CLASSES))
+    return make_bundle(module, "resnet", "resnet50")
 
 
 @pytest.fixture

@@ -76,7 +76,8 @@ def test_quadrature_nodes_and_weights_match_captum(rule: str) -> None:
     expected_weights = torch.tensor(captum_steps(n), dtype=torch.float64)
     if rule == "riemann_trapezoid":
         expected_weights *= n / (n - 1)  # Captum's trapezoid weights sum to (n-1)/n; ours to one
-    torch.testing.assert_close(torch.from_numpy(alphas), torch.tensor(captum_alphas(n), dtype=torch.float64), rtol=0, atol=1e-7)
+    expected_alphas = torch.tensor(captum_alphas(n), dtype=torch.float64)  # Captum's are float32 linspaces
+    torch.testing.assert_close(torch.from_numpy(alphas), expected_alphas, rtol=0, atol=1e-7)
     torch.testing.assert_close(torch.from_numpy(weights), expected_weights, rtol=1e-12, atol=1e-12)
     assert weights.sum() == pytest.approx(1.0, abs=1e-12)
 
@@ -122,7 +123,8 @@ def test_integrated_gradients_are_complete(tiny, rule: str) -> None:
     with torch.no_grad():
         rows = torch.arange(3)
         difference = tiny.module(inputs)[rows, targets] - tiny.module(torch.zeros_like(inputs))[rows, targets]
-    torch.testing.assert_close(maps.sum(dim=(1, 2, 3)), difference, rtol=2e-3, atol=2e-3 * difference.abs().max().item())
+    tolerance = 2e-3 * difference.abs().max().item()
+    torch.testing.assert_close(maps.sum(dim=(1, 2, 3)), difference, rtol=2e-3, atol=tolerance)
 
 
 def test_trapezoid_with_one_step_is_refused(tiny) -> None:

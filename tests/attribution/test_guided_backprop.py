@@ -70,7 +70,8 @@ class _GuidedSwish(nn.Module):
 
 def test_efficientnet_swish_gets_the_clamped_gradient() -> None:
     model = registry_bundle("efficientnet-b0")
-    swishes = [name for name, layer in model.module.named_modules() if isinstance(layer, (nn.SiLU, MemoryEfficientSwish))]
+    swish_types = (nn.SiLU, MemoryEfficientSwish)
+    swishes = [name for name, layer in model.module.named_modules() if isinstance(layer, swish_types)]
     assert swishes, "EfficientNet-B0 should use swish modules"
     inputs, targets = make_inputs(model, n=2), make_targets(2)
     ours = guided(model, inputs, targets)

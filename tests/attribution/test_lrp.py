@@ -26,6 +26,7 @@ from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
 EPSILON, GAMMA = 1e-6, 0.25
+PENDING = r"\(issue: paper's own methods\)"
 COMPOSITE_NAMES = ["epsilon", "zplus", "alpha2beta1", "gamma", "epsilon_plus_flat", "epsilon_gamma_box"]
 
 
@@ -49,7 +50,9 @@ def reference_composite(name: str, family: str, inputs: torch.Tensor):
             canonizers=canonizers,
         ),
         "epsilon_plus_flat": lambda: EpsilonPlusFlat(epsilon=EPSILON, canonizers=canonizers),
-        "epsilon_gamma_box": lambda: EpsilonGammaBox(low=low, high=high, epsilon=EPSILON, gamma=GAMMA, canonizers=canonizers),
+        "epsilon_gamma_box": lambda: EpsilonGammaBox(
+            low=low, high=high, epsilon=EPSILON, gamma=GAMMA, canonizers=canonizers
+        ),
     }[name]()
 
 
@@ -131,14 +134,14 @@ def test_chunking_does_not_change_relevance(resnet18) -> None:
 def test_families_without_canonizers_are_refused_at_build_time(model_name: str) -> None:
     model = registry_bundle(model_name)
     for composite in COMPOSITE_NAMES:
-        with pytest.raises(MethodNotSupported, match=r"needs canonizers that are not implemented yet \(issue: paper's own methods\)"):
+        with pytest.raises(MethodNotSupported, match=r"needs canonizers that are not implemented yet " + PENDING):
             build_method(LRPSpec(name="lrp", composite=composite), model)
 
 
 @pytest.mark.parametrize("composite", ["vgg_paper", "adaptive_beta"])
 def test_composites_of_the_later_issue_are_refused_at_build_time(resnet18, vgg_like, composite: str) -> None:
     for model in (resnet18, vgg_like):
-        with pytest.raises(MethodNotSupported, match=rf"'{composite}' is not implemented yet \(issue: paper's own methods\)"):
+        with pytest.raises(MethodNotSupported, match=rf"'{composite}' is not implemented yet " + PENDING):
             build_method(LRPSpec(name="lrp", composite=composite), model)
 
 
@@ -152,7 +155,8 @@ def test_lrp_follows_in_place_randomization(resnet18) -> None:
     randomizer.randomize(["fc", "layer4.1.conv2", "layer4.1.bn2"], seed=3)
     try:
         after = lrp(resnet18, inputs, targets, "epsilon_gamma_box", epsilon=EPSILON, gamma=GAMMA)
-        expected = zennit_relevance(resnet18, reference_composite("epsilon_gamma_box", "resnet", inputs), inputs, targets)
+        composite = reference_composite("epsilon_gamma_box", "resnet", inputs)
+        expected = zennit_relevance(resnet18, composite, inputs, targets)
     finally:
         randomizer.restore()
     assert_close(after, expected, rtol=1e-4)

@@ -25,9 +25,14 @@ SPECS = [
     SmoothGradSpec(name="smoothgrad", samples=2),
     GuidedBackpropSpec(name="guided_backprop"),
     NoiseSpec(name="noise"),
-    *[LRPSpec(name="lrp", composite=c) for c in ("epsilon", "zplus", "alpha2beta1", "gamma", "epsilon_plus_flat", "epsilon_gamma_box")],
+    *[
+        LRPSpec(name="lrp", composite=composite)
+        for composite in ("epsilon", "zplus", "alpha2beta1", "gamma", "epsilon_plus_flat", "epsilon_gamma_box")
+    ],
 ]
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_hooks_with_kwargs")
+HOOK_DICTS = (
+    "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_hooks_with_kwargs"
+)
 
 
 def state(module: nn.Module) -> dict[str, tuple[torch.Tensor, int, bool]]:
@@ -52,7 +57,7 @@ def assert_untouched(module: nn.Module, before: dict[str, tuple[torch.Tensor, in
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.method_id)
 @pytest.mark.parametrize("model_name", ["resnet18", "vgg_like"])
-def test_no_hooks_and_bit_identical_parameters_after_a_call(model_name: str, spec, request: pytest.FixtureRequest) -> None:
+def test_no_hooks_and_bit_identical_parameters_after_a_call(model_name: str, spec, request) -> None:
     model = request.getfixturevalue(model_name)
     before = state(model.module)
     inputs, targets = make_inputs(model), make_targets()
@@ -62,7 +67,11 @@ def test_no_hooks_and_bit_identical_parameters_after_a_call(model_name: str, spe
     assert_untouched(model.module, before)
 
 
-@pytest.mark.parametrize("spec", [GuidedBackpropSpec(name="guided_backprop"), LRPSpec(name="lrp", composite="epsilon_gamma_box")], ids=lambda s: s.method_id)
+@pytest.mark.parametrize(
+    "spec",
+    [GuidedBackpropSpec(name="guided_backprop"), LRPSpec(name="lrp", composite="epsilon_gamma_box")],
+    ids=lambda spec: spec.method_id,
+)
 def test_cleanup_also_when_the_call_fails(resnet18, spec) -> None:
     before = state(resnet18.module)
     method = build_method(spec, resnet18)

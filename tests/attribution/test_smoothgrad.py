@@ -36,14 +36,15 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor
 
 
 @pytest.mark.parametrize("model_name", ["tiny", "resnet18"])
-def test_equals_mean_captum_saliency_over_the_same_noisy_inputs(model_name: str, request: pytest.FixtureRequest) -> None:
+def test_equals_mean_captum_saliency_over_the_same_noisy_inputs(model_name: str, request) -> None:
     model = request.getfixturevalue(model_name)
     inputs, targets, samples = make_inputs(model), make_targets(), 5
     ours = smoothgrad(model, inputs, targets, keys(3), samples, chunk_size=4)
 
     noisy = GaussianCloud(inputs, keys(3), samples, 0.1, seed=0).points(slice(0, samples), slice(0, 3))
     saliency = Saliency(model.module)
-    expected = torch.stack([saliency.attribute(noisy[k].clone(), target=targets, abs=False) for k in range(samples)]).mean(0)
+    per_sample = [saliency.attribute(noisy[k].clone(), target=targets, abs=False) for k in range(samples)]
+    expected = torch.stack(per_sample).mean(0)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
