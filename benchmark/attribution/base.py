@@ -74,6 +74,11 @@ class AttributionMethod(ABC):
         self.spec = spec
         self.id = spec.method_id
 
+    @property
+    def reduction(self) -> str:
+        """How the method's [N,C,H,W] maps become 2-D (``reduce_channels``)."""
+        return self.spec.reduction
+
     @classmethod
     def build(cls, spec: MethodBase, model: ModelBundle) -> "AttributionMethod":
         """The method for this model; subclasses check here what they cannot do (``MethodNotSupported``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torchvision
 
-from attribution_models import NUM_CLASSES, TinyResidualCNN, VGGLike, seeded, make_bundle
+from .attribution_models import NUM_CLASSES, TinyResidualCNN, VGGLike, seeded, make_bundle
 from benchmark.models.bundle import ModelBundle
 
 

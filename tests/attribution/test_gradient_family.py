@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from captum.attr import InputXGradient, IntegratedGradients, Saliency
 from captum.attr._utils.approximation_methods import approximation_parameters
 
-from attribution_models import keys, make_inputs, make_targets
+from .attribution_models import keys, make_inputs, make_targets
 from benchmark.attribution import AttributionContext, MethodNotSupported, build_method
 from benchmark.attribution.quadrature import RULES, quadrature
 from benchmark.config.spec import GradientInputSpec, GradientSpec, IntegratedGradientsSpec

@@ -10,7 +10,7 @@ from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 from efficientnet_pytorch.utils import MemoryEfficientSwish
 from torch import nn
 
-from attribution_models import keys, make_bundle, make_inputs, make_targets, registry_bundle
+from .attribution_models import keys, make_bundle, make_inputs, make_targets, registry_bundle
 from benchmark.attribution import AttributionContext, MethodNotSupported, build_method
 from benchmark.config.spec import GuidedBackpropSpec
 

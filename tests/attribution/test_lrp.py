@@ -18,7 +18,7 @@ from zennit.rules import Epsilon, Gamma
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 from zennit.types import Convolution, Linear
 
-from attribution_models import keys, make_inputs, make_targets, registry_bundle
+from .attribution_models import keys, make_inputs, make_targets, registry_bundle
 from benchmark.attribution import AttributionContext, MethodNotSupported, build_method
 from benchmark.config.spec import LRPSpec
 from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attribution_models import keys, make_inputs, make_targets
+from .attribution_models import keys, make_inputs, make_targets
 from benchmark.attribution import AttributionContext, build_method
 from benchmark.config.spec import (
     GradientInputSpec,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attribution_models import make_bundle
+from .attribution_models import make_bundle
 from benchmark.attribution import AttributionContext, build_method
 from benchmark.config.spec import NoiseSpec
 

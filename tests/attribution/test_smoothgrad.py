@@ -17,7 +17,7 @@ import pytest
 import torch
 from captum.attr import NoiseTunnel, Saliency
 
-from attribution_models import keys, make_inputs, make_targets
+from .attribution_models import keys, make_inputs, make_targets
 from benchmark.attribution import AttributionContext, build_method
 from benchmark.attribution.paths import GaussianCloud
 from benchmark.config.spec import SmoothGradSpec
