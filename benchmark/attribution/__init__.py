@@ -1,0 +1,50 @@
+"""Attribution methods of DESIGN §4 behind one interface.
+
+``build_method(spec, model)`` turns a method spec into an ``AttributionMethod`` (refusing, early,
+what it cannot compute correctly); ``method.attribute(model, inputs, targets, context)`` is one
+batched call giving [N,C,H,W] maps; ``reduce_channels`` makes them 2-D.
+
+Modules: ``base`` (interface, registry), ``backward`` (the one gradient mechanism), ``paths`` and
+``quadrature`` (IG and SmoothGrad points), ``gradient`` (gradient, ×input, IG, SmoothGrad),
+``guided`` (guided backprop), ``lrp`` (zennit composites and canonizers), ``noise`` (the
+uninformative baseline), ``keyed_rng`` (device noise as a pure function of keys), ``reduction``.
+"""
+
+from . import gradient, guided, lrp, noise  # noqa: F401  (register the methods)
+from .base import (
+    METHODS,
+    AttributionContext,
+    AttributionMethod,
+    MethodNotSupported,
+    Passes,
+    build_method,
+    register_method,
+)
+from .gradient import Gradient, GradientXInput, IntegratedGradients, SmoothGrad
+from .guided import GuidedBackprop
+from .lrp import CANONIZERS, COMPOSITES, LRP, register_composite
+from .noise import Noise, noise_maps
+from .reduction import REDUCTIONS, reduce_channels
+
+__all__ = [
+    "CANONIZERS",
+    "COMPOSITES",
+    "LRP",
+    "METHODS",
+    "REDUCTIONS",
+    "AttributionContext",
+    "AttributionMethod",
+    "Gradient",
+    "GradientXInput",
+    "GuidedBackprop",
+    "IntegratedGradients",
+    "MethodNotSupported",
+    "Noise",
+    "Passes",
+    "SmoothGrad",
+    "build_method",
+    "noise_maps",
+    "reduce_channels",
+    "register_composite",
+    "register_method",
+]

@@ -191,8 +191,16 @@ class IntegratedGradientsSpec(MethodBase):
     steps: int = Field(32, ge=1)
     baseline: Literal["zero"] = "zero"
     rule: Literal["riemann_middle", "riemann_left", "riemann_right", "riemann_trapezoid", "gausslegendre"] = Field(
-        "riemann_middle", description="Quadrature of the path integral (Captum's names)."
+        "riemann_middle",
+        description="Quadrature of the path integral (Captum's names). riemann_trapezoid is the trapezoid rule on "
+        "linspace(0, 1, steps), weights summing to one (Captum's weights sum to (steps-1)/steps).",
     )
+
+    @model_validator(mode="after")
+    def _enough_steps(self) -> "IntegratedGradientsSpec":
+        if self.rule == "riemann_trapezoid" and self.steps < 2:
+            raise ValueError("the riemann_trapezoid rule needs steps >= 2")
+        return self
 
     def default_label(self) -> str:
         return f"integrated_gradients_{self.steps}"
@@ -201,8 +209,10 @@ class IntegratedGradientsSpec(MethodBase):
 class SmoothGradSpec(MethodBase):
     name: Literal["smoothgrad"]
     samples: int = Field(20, ge=1)
-    noise_level: float = Field(0.1, gt=0, description="Noise std as a fraction of the input's max - min.")
-    seed: int = 0
+    noise_level: float = Field(
+        0.1, gt=0, description="Noise std as a fraction of each image's max - min, in the model's (normalized) input space."
+    )
+    seed: int = Field(0, description="Noise seed; the noise is a pure function of (image, seed), the same at every stage.")
 
 
 class GuidedBackpropSpec(MethodBase):

@@ -1,0 +1,97 @@
+"""The one mechanism behind every gradient-based method: Σₖ wₖ · ∇ₓ f_target(pₖ(x)), batched.
+
+Gradient, gradient×input, integrated gradients and SmoothGrad differ only in the points pₖ at
+which the gradient of the target logit is taken and in the weights wₖ (a ``Path``); guided
+backprop and LRP are the same single-point gradient taken while a zennit composite rewrites the
+backward pass. Points of all images and steps are flattened into one batch and cut into tiles of
+at most ``chunk_size`` inputs, so a tile is one forward and one backward pass; gradients are taken
+with ``torch.autograd.grad`` with respect to the input only (parameter gradients stay off).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Iterator, Literal
+
+import torch
+from torch import Tensor, nn
+
+OutputRelevance = Literal["one", "logit"]
+
+
+class Path(ABC):
+    """Where, for a batch of inputs, the gradient is taken (``steps`` points per image) and how it is weighted."""
+
+    def __init__(self, inputs: Tensor, weights: Tensor) -> None:
+        self.inputs = inputs
+        self.weights = weights.to(device=inputs.device, dtype=inputs.dtype)  # [steps]
+
+    @property
+    def steps(self) -> int:
+        return int(self.weights.shape[0])
+
+    @abstractmethod
+    def points(self, steps: slice, images: slice) -> Tensor:
+        """The points of these steps for these images, [k, n, C, H, W] (step-major)."""
+
+
+class AtInput(Path):
+    """The input itself, weight one: the plain gradient."""
+
+    def __init__(self, inputs: Tensor) -> None:
+        super().__init__(inputs, torch.ones(1))
+
+    def points(self, steps: slice, images: slice) -> Tensor:
+        return self.inputs[images].unsqueeze(0)
+
+
+def tiles(steps: int, images: int, chunk_size: int) -> Iterator[tuple[slice, slice]]:
+    """(steps, images) blocks of at most ``chunk_size`` points covering the step × image grid once.
+
+    Whole steps of the batch when the batch fits into a chunk; otherwise one step of a slice of
+    the batch. Either way a block is contiguous in both indices, so accumulating it needs no
+    scatter (scatter-add on GPUs is not deterministic).
+    """
+    if chunk_size >= images:
+        per_tile = chunk_size // images
+        for first in range(0, steps, per_tile):
+            yield slice(first, min(first + per_tile, steps)), slice(0, images)
+    else:
+        for step in range(steps):
+            for first in range(0, images, chunk_size):
+                yield slice(step, step + 1), slice(first, min(first + chunk_size, images))
+
+
+def target_gradient(module: nn.Module, points: Tensor, targets: Tensor, output: OutputRelevance = "one") -> Tensor:
+    """∇ₓ of each point's target output, seeded with its one-hot ('one') or one-hot × logit ('logit').
+
+    One forward and one backward pass over ``points`` [M,...] with ``targets`` [M]. Whatever
+    hooks are registered on ``module`` (guided backprop, LRP rules) shape the backward pass.
+    """
+    if output not in ("one", "logit"):
+        raise ValueError(f"output relevance must be 'one' or 'logit', got '{output}'")
+    with torch.inference_mode(False), torch.enable_grad():
+        # an alias of the points as the leaf (no copy); inference tensors cannot enter autograd, so copy those
+        x = (points.clone() if points.is_inference() else points.detach()).requires_grad_(True)
+        logits = module(x)
+        seed = torch.nn.functional.one_hot(targets, logits.shape[1]).to(logits.dtype)
+        if output == "logit":
+            seed = seed * logits.detach()
+        (gradient,) = torch.autograd.grad(logits, x, grad_outputs=seed)
+    return gradient
+
+
+def path_gradient(
+    module: nn.Module, path: Path, targets: Tensor, chunk_size: int, output: OutputRelevance = "one"
+) -> Tensor:
+    """Σₖ wₖ ∇f(pₖ(x)) for every image of the path's batch, in tiles of at most ``chunk_size`` points."""
+    inputs = path.inputs
+    targets = targets.to(inputs.device)
+    total = torch.zeros_like(inputs)
+    for steps, images in tiles(path.steps, inputs.shape[0], chunk_size):
+        points = path.points(steps, images)  # [k, n, C, H, W]
+        k, n = points.shape[:2]
+        gradient = target_gradient(module, points.flatten(0, 1), targets[images].repeat(k), output)
+        weights = path.weights[steps].view(k, *([1] * inputs.ndim))
+        total[images] += (gradient.view(k, n, *inputs.shape[1:]) * weights).sum(dim=0)
+    return total

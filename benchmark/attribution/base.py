@@ -1,0 +1,136 @@
+"""The common interface of every attribution method (DESIGN §4).
+
+A method is built once per (spec, model) with ``build_method``, which refuses what it cannot do
+correctly *before* any work starts, and is then called once per batch and randomization stage.
+Methods register themselves here by name (the spec's ``name``), in the spirit of zennit's
+composite registry, so adding a method touches one module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from torch import Tensor
+
+from ..config.spec import MethodBase
+from ..models.bundle import ModelBundle
+from .reduction import reduce_channels
+
+
+class MethodNotSupported(NotImplementedError):
+    """A method that cannot be computed correctly for this model or these settings (yet).
+
+    Raised by ``build_method``, never in the middle of a run, and never replaced by a silent
+    approximation.
+    """
+
+
+@dataclass
+class AttributionContext:
+    """One per (stage, batch): what methods may depend on besides the model and the inputs.
+
+    ``cache`` lets methods share work inside the context (gradient and gradient×input share one
+    backward pass); it must be a fresh dict for every stage and batch.
+    """
+
+    image_keys: list[str]  # stable ids of the images, for noise that is a pure function of the image
+    seed: int = 0  # randomization seed of the run dimension
+    stage: int = 0  # randomization stage (0 = trained model)
+    chunk_size: int = 64  # most inputs in one forward/backward pass
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {self.chunk_size}")
+
+    def check_batch(self, inputs: Tensor) -> None:
+        """Methods whose values depend on the image keys call this: one key per image."""
+        if len(self.image_keys) != inputs.shape[0]:
+            raise ValueError(f"{len(self.image_keys)} image keys for a batch of {inputs.shape[0]} images")
+
+
+@dataclass(frozen=True)
+class Passes:
+    """Model passes per image of one method call (DESIGN §10 speed accounting).
+
+    ``shared`` names a cache entry whose passes are paid once per context however many methods
+    report it (gradient and gradient×input both report the same input gradient).
+    """
+
+    forward: int
+    backward: int
+    shared: str | None = None
+
+
+class AttributionMethod(ABC):
+    """An attribution method bound to its spec; ``attribute`` is one batched call."""
+
+    id: str
+    spec: MethodBase
+
+    def __init__(self, spec: MethodBase) -> None:
+        self.spec = spec
+        self.id = spec.method_id
+
+    @property
+    def reduction(self) -> str:
+        """How the method's [N,C,H,W] maps become 2-D (``reduce_channels``)."""
+        return self.spec.reduction
+
+    @classmethod
+    def build(cls, spec: MethodBase, model: ModelBundle) -> "AttributionMethod":
+        """The method for this model; subclasses check here what they cannot do (``MethodNotSupported``)."""
+        return cls(spec)
+
+    @abstractmethod
+    def attribute(self, model: ModelBundle, inputs: Tensor, targets: Tensor, context: AttributionContext) -> Tensor:
+        """Maps [N,C,H,W] for normalized ``inputs`` [N,C,H,W] and long ``targets`` [N], on the inputs' device.
+
+        Leaves the model as it found it: no hooks, no canonizer, parameters bit-identical.
+        """
+
+    @abstractmethod
+    def passes(self) -> Passes:
+        """Forward and backward passes per image of one ``attribute`` call."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+
+METHODS: dict[str, type[AttributionMethod]] = {}
+
+M = TypeVar("M", bound=type[AttributionMethod])
+
+
+def register_method(name: str) -> Callable[[M], M]:
+    """Class decorator: the method a spec with this ``name`` describes."""
+
+    def wrap(method: M) -> M:
+        METHODS[name] = method
+        return method
+
+    return wrap
+
+
+def build_method(spec: MethodBase, model: ModelBundle) -> AttributionMethod:
+    """The method a spec describes, for this model; raises ``MethodNotSupported`` early."""
+    name = getattr(spec, "name", None)
+    try:
+        method = METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown attribution method '{name}'; registered: {', '.join(sorted(METHODS))}") from None
+    return method.build(spec, model)
+
+
+__all__ = [
+    "AttributionContext",
+    "AttributionMethod",
+    "METHODS",
+    "MethodNotSupported",
+    "Passes",
+    "build_method",
+    "reduce_channels",
+    "register_method",
+]

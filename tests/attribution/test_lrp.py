@@ -1,0 +1,164 @@
+"""LRP against zennit's own attributor, analytic identities, and early refusal of what is missing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import InputXGradient
+from zennit.attribution import Gradient
+from zennit.composites import (
+    EpsilonAlpha2Beta1,
+    EpsilonGammaBox,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    LayerMapComposite,
+    layer_map_base,
+)
+from zennit.rules import Epsilon, Gamma
+from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+from zennit.types import Convolution, Linear
+
+from .attribution_models import keys, make_inputs, make_targets, registry_bundle
+from benchmark.attribution import AttributionContext, MethodNotSupported, build_method
+from benchmark.config.spec import LRPSpec
+from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD
+
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+
+EPSILON, GAMMA = 1e-6, 0.25
+PENDING = r"\(issue: paper's own methods\)"
+COMPOSITE_NAMES = ["epsilon", "zplus", "alpha2beta1", "gamma", "epsilon_plus_flat", "epsilon_gamma_box"]
+
+
+def lrp(model, inputs, targets, composite: str, chunk_size: int = 64, **settings) -> torch.Tensor:
+    spec = LRPSpec(name="lrp", composite=composite, **settings)
+    ctx = AttributionContext(image_keys=keys(inputs.shape[0]), chunk_size=chunk_size)
+    return build_method(spec, model).attribute(model, inputs, targets, ctx)
+
+
+def reference_composite(name: str, family: str, inputs: torch.Tensor):
+    """The composite built from zennit's own classes and rules, with the family's zennit canonizer."""
+    canonizers = [ResNetCanonizer()] if family == "resnet" else [VGGCanonizer()]
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    low, high = ((0 - mean) / std).expand_as(inputs), ((1 - mean) / std).expand_as(inputs)
+    return {
+        "epsilon": lambda: LayerMapComposite(layer_map_base() + [(Linear, Epsilon(EPSILON))], canonizers=canonizers),
+        "zplus": lambda: EpsilonPlus(epsilon=EPSILON, canonizers=canonizers),
+        "alpha2beta1": lambda: EpsilonAlpha2Beta1(epsilon=EPSILON, canonizers=canonizers),
+        "gamma": lambda: LayerMapComposite(
+            layer_map_base() + [(Convolution, Gamma(gamma=GAMMA)), (torch.nn.Linear, Epsilon(EPSILON))],
+            canonizers=canonizers,
+        ),
+        "epsilon_plus_flat": lambda: EpsilonPlusFlat(epsilon=EPSILON, canonizers=canonizers),
+        "epsilon_gamma_box": lambda: EpsilonGammaBox(
+            low=low, high=high, epsilon=EPSILON, gamma=GAMMA, canonizers=canonizers
+        ),
+    }[name]()
+
+
+def zennit_relevance(model, composite, inputs, targets) -> torch.Tensor:
+    """zennit's Gradient attributor, output relevance = one-hot × logit."""
+
+    def output_relevance(output: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(targets, output.shape[1]).to(output) * output.detach()
+
+    with Gradient(model.module, composite, attr_output=output_relevance) as attributor:
+        _, relevance = attributor(inputs.clone())
+    return relevance
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("composite", COMPOSITE_NAMES)
+@pytest.mark.parametrize("model_name", ["resnet18", "vgg_like"])
+def test_composites_equal_zennit(model_name: str, composite: str, request: pytest.FixtureRequest) -> None:
+    model = request.getfixturevalue(model_name)
+    inputs, targets = make_inputs(model), make_targets()
+    ours = lrp(model, inputs, targets, composite, epsilon=EPSILON, gamma=GAMMA, chunk_size=2)
+    expected = zennit_relevance(model, reference_composite(composite, model.family, inputs), inputs, targets)
+    assert ours.shape == inputs.shape and ours.abs().sum() > 0
+    assert_close(ours, expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("composite", ["alpha2beta1", "epsilon_gamma_box"])
+def test_composites_equal_zennit_on_resnet50_bottlenecks(resnet50, composite: str) -> None:
+    inputs, targets = make_inputs(resnet50, n=2), make_targets(2)
+    ours = lrp(resnet50, inputs, targets, composite, epsilon=EPSILON, gamma=GAMMA)
+    expected = zennit_relevance(resnet50, reference_composite(composite, "resnet", inputs), inputs, targets)
+    assert_close(ours, expected, rtol=1e-4)
+
+
+def test_the_canonizer_is_applied(resnet18) -> None:
+    inputs, targets = make_inputs(resnet18), make_targets()
+    ours = lrp(resnet18, inputs, targets, "epsilon_plus_flat")
+    without = zennit_relevance(resnet18, EpsilonPlusFlat(), inputs, targets)
+    assert (ours - without).norm() > 0.01 * ours.norm()
+
+
+def test_lrp_0_equals_gradient_times_input_on_a_bias_free_relu_network(bias_free) -> None:
+    inputs, targets = make_inputs(bias_free), make_targets()
+    ours = lrp(bias_free, inputs, targets, "epsilon", epsilon=1e-9)
+    expected = InputXGradient(bias_free.module).attribute(inputs.clone(), target=targets).detach()
+    # exact in real arithmetic; LRP divides by pre-activations, so float32 error grows where they are tiny
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-3 * expected.abs().max().item())
+
+
+def test_epsilon_conserves_the_logit_on_a_bias_free_network(bias_free) -> None:
+    inputs, targets = make_inputs(bias_free, n=4), make_targets(4)
+    relevance = lrp(bias_free, inputs, targets, "epsilon", epsilon=1e-6)
+    with torch.no_grad():
+        logits = bias_free.module(inputs)[torch.arange(4), targets]
+    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), logits, rtol=1e-4, atol=1e-5 * logits.abs().max().item())
+
+
+def test_output_relevance_one_is_the_logit_version_divided_by_the_logit(resnet18) -> None:
+    """zennit's rules are linear in the relevance they receive."""
+    inputs, targets = make_inputs(resnet18), make_targets()
+    by_logit = lrp(resnet18, inputs, targets, "epsilon_gamma_box", output_relevance="logit")
+    by_one = lrp(resnet18, inputs, targets, "epsilon_gamma_box", output_relevance="one")
+    with torch.no_grad():
+        logits = resnet18.module(inputs)[torch.arange(3), targets]
+    assert_close(by_logit, by_one * logits.view(-1, 1, 1, 1), rtol=1e-4)
+
+
+def test_chunking_does_not_change_relevance(resnet18) -> None:
+    inputs, targets = make_inputs(resnet18, n=4), make_targets(4)
+    whole = lrp(resnet18, inputs, targets, "epsilon_gamma_box", chunk_size=64)
+    assert_close(lrp(resnet18, inputs, targets, "epsilon_gamma_box", chunk_size=1), whole)
+    assert_close(lrp(resnet18, inputs, targets, "epsilon_gamma_box", chunk_size=3), whole)
+
+
+@pytest.mark.parametrize("model_name", ["densenet121", "efficientnet-b0"])
+def test_families_without_canonizers_are_refused_at_build_time(model_name: str) -> None:
+    model = registry_bundle(model_name)
+    for composite in COMPOSITE_NAMES:
+        with pytest.raises(MethodNotSupported, match=r"needs canonizers that are not implemented yet " + PENDING):
+            build_method(LRPSpec(name="lrp", composite=composite), model)
+
+
+@pytest.mark.parametrize("composite", ["vgg_paper", "adaptive_beta"])
+def test_composites_of_the_later_issue_are_refused_at_build_time(resnet18, vgg_like, composite: str) -> None:
+    for model in (resnet18, vgg_like):
+        with pytest.raises(MethodNotSupported, match=rf"'{composite}' is not implemented yet " + PENDING):
+            build_method(LRPSpec(name="lrp", composite=composite), model)
+
+
+def test_lrp_follows_in_place_randomization(resnet18) -> None:
+    """Canonizers are fresh per call: a randomized stage gets the merge of its own parameters."""
+    from benchmark.models import Randomizer
+
+    inputs, targets = make_inputs(resnet18), make_targets()
+    before = lrp(resnet18, inputs, targets, "epsilon_gamma_box", epsilon=EPSILON, gamma=GAMMA)
+    randomizer = Randomizer(resnet18.module)
+    randomizer.randomize(["fc", "layer4.1.conv2", "layer4.1.bn2"], seed=3)
+    try:
+        after = lrp(resnet18, inputs, targets, "epsilon_gamma_box", epsilon=EPSILON, gamma=GAMMA)
+        composite = reference_composite("epsilon_gamma_box", "resnet", inputs)
+        expected = zennit_relevance(resnet18, composite, inputs, targets)
+    finally:
+        randomizer.restore()
+    assert_close(after, expected, rtol=1e-4)
+    assert (after - before).norm() > 0.01 * before.norm()
+    assert_close(lrp(resnet18, inputs, targets, "epsilon_gamma_box", epsilon=EPSILON, gamma=GAMMA), before, rtol=1e-6)
