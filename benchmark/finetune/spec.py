@@ -7,7 +7,7 @@ with the best validation performance within the first 20 epochs."
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config.spec import DatasetSpec, JobSpec, ModelSpec, StrictModel
 
@@ -38,10 +38,15 @@ class FinetuneSpec(StrictModel):
         None, description="Ray Train storage (shared folder or s3://… on multi-node clusters); default <output>/ray."
     )
 
+    @field_validator("dataset")
+    @classmethod
+    def _multi_label_dataset(cls, dataset: DatasetSpec) -> DatasetSpec:
+        if dataset.kind not in ("coco", "voc"):
+            raise ValueError(f"dataset.kind must be 'coco' or 'voc' for fine-tuning, got '{dataset.kind}'")
+        return dataset
+
     @model_validator(mode="after")
-    def _multi_label_dataset(self) -> "FinetuneSpec":
-        if self.dataset.kind not in ("coco", "voc"):
-            raise ValueError(f"dataset.kind must be 'coco' or 'voc' for fine-tuning, got '{self.dataset.kind}'")
+    def _coco_only_keys(self) -> "FinetuneSpec":
         for key in ("train_annotation_file", "train_images_dir"):
             if getattr(self, key) is not None and self.dataset.kind != "coco":
                 raise ValueError(f"{key} is only used with dataset kind coco")
