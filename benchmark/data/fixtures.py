@@ -162,6 +162,8 @@ def write_imagenet(w: Writer) -> None:
         picture = _imagenet_picture(number, wnid, how, width, height)
         w.picture(f"imagenet/val/{wnid}/{picture.name}.JPEG", picture, seed=number)
         w.picture(f"imagenet_flat/val/{picture.name}.JPEG", picture, seed=number)
+    number, wnid = IMAGENET_MISSING
+    w.picture(f"imagenet_flat/val/{imagenet_name(number)}.JPEG", _imagenet_picture(number, wnid, MISSING, 64, 48), seed=number)
     w.text(f"imagenet/val/{TENCH}/notes.txt", "not an image: ignored by the reader\n", "non-image file (ignored)")
 
     from .imagenet import read_class_list
