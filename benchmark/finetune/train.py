@@ -202,10 +202,14 @@ def run_finetune(spec: FinetuneSpec, address: str | None = None) -> FinetuneResu
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from ..models.bundle import build_module
+
     output = Path(spec.output_dir()).expanduser().resolve()
     _, train_records, _, val_records = _datasets(spec)  # malformed annotations fail here, before any work
     if not train_records or not val_records:
         raise ValueError(f"fine-tuning needs images in both splits: {len(train_records)} train, {len(val_records)} val")
+    if spec.model.weights != "random":
+        build_module(spec.job_spec())  # missing pretrained weights fail here, with where to put them
     output.mkdir(parents=True, exist_ok=True)
     if not ray.is_initialized():
         ray.init(address=address)

@@ -34,6 +34,7 @@ def dataset_overrides(fixture_root: Path, dataset: dict) -> dict[str, object]:
     return {f"dataset__{k}": (fixture_root / v if k == "root" else v) for k, v in dataset.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_job_over_fixture_format(case: str, fixture_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     dataset, unreadable = CASES[case]
@@ -61,6 +62,7 @@ def test_job_over_fixture_format(case: str, fixture_root: Path, tmp_path: Path, 
         assert plan["shards"][error["shard"]]["start"] <= order.index(error["image_id"]) < plan["shards"][error["shard"]]["stop"]
 
 
+@pytest.mark.slow
 def test_an_offset_selects_later_shards_with_the_same_ids(fixture_root: Path, tmp_path: Path) -> None:
     """Shard ids belong to the canonical order: images 4.. are shard 1 whatever the selection."""
     job = tiny_job(tmp_path)

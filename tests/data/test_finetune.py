@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,28 @@ def test_finetune_one_epoch_then_evaluate_with_the_checkpoint(
     store = OutputStore(str(out))
     assert set(read_table(store, "occlusion").column("image_id").to_pylist()) == {"139", "285", "632", "724", "802", "872"}
     assert read_table(store, "randomization").num_rows > 0
+
+
+@pytest.mark.parametrize(
+    ("dataset_root", "weights", "error"),
+    [
+        ("malformed/coco_unknown_category", "random", "annotations[1].category_id"),
+        ("coco", "/nonexistent/best.pt", "model.weights: file /nonexistent/best.pt does not exist"),
+    ],
+)
+def test_finetune_fails_before_starting_ray(fixture_root: Path, tmp_path: Path, dataset_root: str, weights: str, error: str) -> None:
+    import ray
+
+    from benchmark.data import AnnotationError
+    from benchmark.finetune.train import run_finetune
+    from benchmark.models import WeightsUnavailable
+
+    spec = FinetuneSpec.model_validate({
+        "model": {"name": "resnet34", "weights": weights},
+        "dataset": {"kind": "coco", "root": str(fixture_root / dataset_root), "crop": 32},
+        "train_split": "val",  # the malformed folder has no training split
+        "output": str(tmp_path / "ft"),
+    })
+    with pytest.raises((AnnotationError, WeightsUnavailable), match=re.escape(error)):
+        run_finetune(spec)
+    assert not ray.is_initialized() and not (tmp_path / "ft").exists()
