@@ -34,7 +34,7 @@ def show_status(args: argparse.Namespace) -> int:
     if args.json:
         report = {k: v for k, v in report.items() if k != "manifest"}
         print(json.dumps(report, indent=2))
-        return 0
+        return 0 if not report["failed"] else 1
     manifest = report["manifest"]
     print(f"run       {report['name']} ({report['run_id']}), spec hash {report['spec_hash']}")
     print(f"output    {report['out']}")

@@ -102,29 +102,31 @@ def format_validation_error(error: ValidationError, source: str, root: type[Base
     return "\n".join(lines)
 
 
-def _display_path(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> str:
-    """Key path as the user wrote it: discriminator tags that pydantic inserts are dropped."""
+def _walk(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> tuple[list[str], Any]:
+    """Follow a pydantic error location through the spec's models.
+
+    Returns the key path as the user wrote it (the discriminator tags pydantic inserts for
+    method unions dropped) and the annotation found at its end.
+    """
     parts: list[str] = []
     model: Any = root
     for part in loc:
         candidates = _models_in(model)
-        if isinstance(part, str) and len(candidates) > 1 and any(_tag_of(m) == part for m in candidates):
-            model = next(m for m in candidates if _tag_of(m) == part)
+        tagged = [m for m in candidates if _tag_of(m) == part] if isinstance(part, str) and len(candidates) > 1 else []
+        if tagged:
+            model = tagged[0]
             continue
         parts.append(str(part))
         model = _step(model, part)
-    return ".".join(parts)
+    return parts, model
+
+
+def _display_path(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> str:
+    return ".".join(_walk(loc, root)[0])
 
 
 def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> list[str]:
-    model: Any = root
-    for part in loc:
-        candidates = _models_in(model)
-        if isinstance(part, str) and len(candidates) > 1 and any(_tag_of(m) == part for m in candidates):
-            model = next(m for m in candidates if _tag_of(m) == part)
-            continue
-        model = _step(model, part)
-    models = _models_in(model)
+    models = _models_in(_walk(loc, root)[1])
     return sorted(models[0].model_fields) if len(models) == 1 else []
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import JobSpec, spec_hash
 from ..data import build_dataset, select_records
-from ..models import model_def, plan_for
+from ..models import build_module, plan_for
 from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table
 from ..results.store import COMMITS, FAILURES, MANIFEST
 from ..results.writer import SHARD_TABLES
@@ -52,10 +52,12 @@ def output_uri(spec: JobSpec, out: str | None) -> str:
     return uri
 
 
-def randomization_plan_description(spec: JobSpec) -> dict:
-    """The stage plan, computed on the bare architecture (names only, no weights needed)."""
-    module = model_def(spec.model.name).build(spec.num_classes(), spec.dataset.crop)
-    return plan_for(spec, module).describe()
+def preflight_model(spec: JobSpec) -> tuple[dict, str]:
+    """Build the model with its weights once on the driver, before any work: a missing pretrained
+    file, an unreadable or mismatching state dict, or a bad randomization rule fails here, not in
+    every worker. Returns the stage plan (as written to the manifest) and the weights' source."""
+    module, source = build_module(spec)
+    return plan_for(spec, module).describe(), source
 
 
 def discard_previous(store: OutputStore) -> None:
@@ -81,12 +83,14 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False) ->
             f"dataset '{spec.dataset.kind}' selects no images (offset {spec.dataset.offset}, limit {spec.dataset.limit})"
         )
     tasks = plan_shards(records, spec.dataset.offset, spec.dataset.shard_size)
+    randomization_plan, weights_source = preflight_model(spec)
     manifest = new_manifest(
         spec,
         previous,
         dataset=dataset.describe(),
+        weights=weights_source,
         shard_plan=describe_shards(tasks, spec.dataset.shard_size),
-        randomization_plan=randomization_plan_description(spec),
+        randomization_plan=randomization_plan,
     )
     store.write_json(MANIFEST, manifest)
     committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}

@@ -1,0 +1,24 @@
+"""Tiny job specs for end-to-end tests: seconds on a 2-core CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+TINY = {
+    "name": "tiny",
+    "model": {"name": "resnet34", "weights": "random"},
+    "dataset": {"kind": "synthetic", "synthetic_images": 5, "shard_size": 2, "crop": 32},
+    "randomization": {"seeds": [0, 1], "max_boundaries": 1},
+    "methods": [{"name": "gradient"}, {"name": "lrp", "composite": "epsilon_plus_flat"}, {"name": "noise"}],
+    "metrics": {"normalizations": ["second_moment", "none"]},
+    "occlusion": {"kernels": [8], "steps": 6},
+    "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0},
+}
+
+
+def write_job(folder: Path, spec: dict = TINY, name: str = "job.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
