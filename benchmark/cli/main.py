@@ -11,6 +11,7 @@ import sys
 COMMAND_MODULES = (
     "benchmark.cli.run",
     "benchmark.cli.status",
+    "benchmark.cli.bench",
     "benchmark.cli.fixtures",
     "benchmark.cli.finetune",
 )

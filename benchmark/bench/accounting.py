@@ -1,0 +1,89 @@
+"""How many model passes the work needs, counted two ways (DESIGN §10).
+
+``expected_passes`` derives them from the spec (every method declares its passes per image);
+``PassRecorder`` counts the forward calls the pipeline really makes, with their batch sizes and
+whether a backward follows, so the bare time of exactly that work can be measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..attribution import AttributionMethod
+from ..config.spec import JobSpec
+from ..models.randomization import RandomizationPlan
+
+
+@dataclass(frozen=True)
+class PassCount:
+    """Passes per image: forward+backward (input gradient) and forward only."""
+
+    forward_backward: int
+    forward_only: int
+
+    @property
+    def total(self) -> int:
+        return self.forward_backward + self.forward_only
+
+
+def passes_per_state(methods: list[AttributionMethod]) -> int:
+    """Forward+backward passes per image to explain one model state with every method."""
+    shared: set[str] = set()
+    total = 0
+    for method in methods:
+        passes = method.passes()
+        if passes.shared is not None:
+            if passes.shared in shared:
+                continue
+            shared.add(passes.shared)
+        total += passes.backward
+    return total
+
+
+def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
+    """Forward passes per image of the occlusion curves: f0 once per kernel, then every step that
+    still occludes a new tile (beyond all tiles the curve is flat and not recomputed)."""
+    if not spec.occlusion.enabled:
+        return 0
+    total = 0
+    for kernel in spec.occlusion.kernels:
+        tiles = math.ceil(image_size / kernel) ** 2
+        total += 1 + methods * min(spec.occlusion.steps, tiles)
+    return total
+
+
+def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[AttributionMethod]) -> PassCount:
+    per_state = passes_per_state(methods)
+    randomized_states = len(spec.randomization.seeds) * len(plan.stages) if spec.randomization.enabled else 0
+    forward_only = 1 + occlusion_forwards(spec, len(methods), spec.dataset.crop)  # + the reference forward
+    if spec.randomization.target == "own_prediction":
+        forward_only += randomized_states
+    return PassCount(per_state * (1 + randomized_states), forward_only)
+
+
+@dataclass
+class PassRecorder:
+    """Records every call of a module: (batch size, gradient enabled) -> calls."""
+
+    module: nn.Module
+    calls: Counter = field(default_factory=Counter)
+
+    def __enter__(self) -> "PassRecorder":
+        def record(module: nn.Module, args: tuple) -> None:
+            inputs = args[0]
+            self.calls[(int(inputs.shape[0]), bool(torch.is_grad_enabled() and inputs.requires_grad))] += 1
+
+        self._handle = self.module.register_forward_pre_hook(record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+    def images(self, backward: bool) -> int:
+        """Images passed through the model with (or without) a backward pass."""
+        return sum(batch * count for (batch, grad), count in self.calls.items() if grad == backward)

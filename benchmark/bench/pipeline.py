@@ -1,0 +1,73 @@
+"""Timing the real pipeline (the shard function of every executor) on a job's images."""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from ..config.spec import JobSpec
+from ..engine.driver import prepare_run
+from ..engine.shard import ShardRunner
+from .accounting import PassCount, PassRecorder, expected_passes
+
+
+@dataclass
+class PipelineMeasurement:
+    images: int
+    seconds: float
+    states: int  # model states explained: the trained model and every randomized stage × seed
+    methods: list[str]
+    calls: Counter
+    expected: PassCount
+    peak_memory_bytes: int
+    runner: ShardRunner
+
+    @property
+    def recorded(self) -> PassCount:
+        images = max(self.images, 1)
+        return PassCount(
+            self.calls_images(backward=True) // images, self.calls_images(backward=False) // images
+        )
+
+    def calls_images(self, backward: bool) -> int:
+        return sum(batch * count for (batch, grad), count in self.calls.items() if grad == backward)
+
+
+def peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def measure_pipeline(spec: JobSpec, out: str) -> PipelineMeasurement:
+    """Run every shard of ``spec`` once, in this process, into ``out``; model loading is excluded
+    (it is paid once per actor, not per image) and one image is evaluated first as a warm-up."""
+    state = prepare_run(spec, out, new_run=True)
+    runner = ShardRunner(spec, out, worker="bench")
+    device = runner.model.device
+    warm_up, _ = next(runner._batches(state.tasks[0].records[:1]))
+    if warm_up is not None:
+        runner.evaluator.evaluate(warm_up, shard=-1)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with PassRecorder(runner.model.module) as recorder:
+        started = time.perf_counter()
+        images = sum(runner.run(task)["images"] for task in state.tasks)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+    states = 1 + (len(spec.randomization.seeds) * len(runner.plan.stages) if spec.randomization.enabled else 0)
+    return PipelineMeasurement(
+        images=images,
+        seconds=seconds,
+        states=states,
+        methods=[m.id for m in runner.evaluator.methods],
+        calls=recorder.calls,
+        expected=expected_passes(spec, runner.plan, runner.evaluator.methods),
+        peak_memory_bytes=peak_memory(device),
+        runner=runner,
+    )

@@ -1,0 +1,62 @@
+"""`benchmark bench`: the pass accounting is exact and the figures are consistent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark.bench import run_bench
+from benchmark.bench.accounting import occlusion_forwards
+from benchmark.cli.main import main
+from benchmark.config import validate_job
+
+from ..engine.jobs import TINY, write_job
+
+JOB = {
+    **TINY,
+    "methods": [
+        {"name": "gradient"}, {"name": "gradient_x_input"}, {"name": "integrated_gradients", "steps": 3},
+        {"name": "guided_backprop"}, {"name": "noise"},
+    ],
+    "randomization": {"seeds": [0, 1], "max_boundaries": 1, "target": "own_prediction"},
+    "occlusion": {"kernels": [8, 16], "steps": 6},
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    return run_bench(validate_job(JOB), tmp_path_factory.mktemp("bench"), with_quantus=False, repeats=1)
+
+
+def test_recorded_passes_equal_the_analytic_count(report) -> None:
+    states = 1 + 2 * 2  # the trained model + 2 seeds x 2 stages
+    # gradient and gradient x input share one pass; IG 3; guided backprop 1; noise none
+    assert report["passes_per_image_expected"]["forward_backward"] == states * (1 + 3 + 1)
+    # the reference forward, one per randomized state (own_prediction), occlusion:
+    # 32 px: k=8 -> 16 tiles (6 steps), k=16 -> 4 tiles (4 steps, then flat); f0 once per kernel
+    assert report["passes_per_image_expected"]["forward"] == 1 + 4 + (1 + 5 * 6) + (1 + 5 * 4)
+    assert report["passes_per_image_recorded"] == report["passes_per_image_expected"]
+
+
+def test_figures_are_consistent(report) -> None:
+    assert report["images"] == 5 and report["model_states"] == 5
+    assert report["pipeline_seconds"] > 0 and report["bare_seconds"] > 0
+    assert report["pipeline_over_bare"] == pytest.approx(report["pipeline_seconds"] / report["bare_seconds"])
+    assert report["images_per_second"] == pytest.approx(5 / report["pipeline_seconds"])
+    assert report["achieved_tflops"] > 0 and report["peak_memory_bytes"] > 0
+
+
+def test_occlusion_forwards_skip_flat_steps() -> None:
+    spec = validate_job({**JOB, "occlusion": {"kernels": [15], "steps": 30}, "dataset": {**TINY["dataset"], "crop": 224}})
+    assert occlusion_forwards(spec, methods=5, image_size=224) == 1 + 5 * 30  # 15x15 tiles: 225 >= 30
+    assert occlusion_forwards(spec, methods=5, image_size=40) == 1 + 5 * 9  # 3x3 tiles only
+
+
+def test_cli_prints_and_writes_json(tmp_path, capsys) -> None:
+    job = write_job(tmp_path, {**JOB, "methods": [{"name": "gradient"}], "randomization": {"max_boundaries": 0}})
+    assert main(["bench", str(job), "--images", "2", "--no-quantus", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "pipeline / bare" in printed and "passes per image (recorded)" in printed
+    figures = json.loads((tmp_path / "b.json").read_text())
+    assert figures["images"] == 2 and figures["model_states"] == 2
