@@ -261,6 +261,51 @@ class OcclusionSpec(StrictModel):
     blur_padding: Literal["reflect", "replicate"] = "reflect"
 
 
+class MapOutputSpec(StrictModel):
+    """Whether an experiment also writes its attribution maps (table ``maps``, float16)."""
+
+    save_maps: bool = Field(False, description="Write this experiment's 2-D maps to the 'maps' table (float16).")
+    map_size: int | None = Field(
+        None, ge=1, description="Side of the saved maps (area-averaged); null keeps the input size."
+    )
+
+
+class ActivationsSpec(StrictModel):
+    """Activation statistics of the trained model (supplement I, J; DESIGN §7)."""
+
+    enabled: bool = False
+    layers: str | None = Field(
+        None,
+        description="Regex of the modules whose outputs are the 'layers'; default per model family: residual "
+        "blocks (ResNet 'layerX.Y', EfficientNet '_blocks.K'), DenseNet's dense-layer inputs after ReLU "
+        "('...denselayerN.relu1', transitions, final ReLU), VGG's ReLUs in 'features'.",
+    )
+
+
+class LogitsSpec(StrictModel):
+    """Logit preservation under randomization (paper §4.2, Fig. 5), over the randomization plan's stages."""
+
+    enabled: bool = False
+
+
+class SkipPathSpec(MapOutputSpec):
+    """LRP relevance through a residual block's skip connection vs its residual branch (paper §4.2, Fig. 7)."""
+
+    enabled: bool = False
+    block: str = Field(
+        "layer4.2", description="Residual block whose sum is split (ResNet 'layerX.Y', EfficientNet '_blocks.K')."
+    )
+
+
+class KeptActivationSpec(MapOutputSpec):
+    """Explanation of the sum of the kept layer's activations (paper §4.1, Fig. 4 bottom left)."""
+
+    enabled: bool = False
+    layer: str | None = Field(
+        None, description="Module whose output activations are explained; default randomization.split_after."
+    )
+
+
 class RuntimeSpec(StrictModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
@@ -289,6 +334,10 @@ class JobSpec(StrictModel):
     methods: list[MethodSpec] = Field(..., min_length=1)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     occlusion: OcclusionSpec = Field(default_factory=OcclusionSpec)
+    activations: ActivationsSpec = Field(default_factory=ActivationsSpec)
+    logits: LogitsSpec = Field(default_factory=LogitsSpec)
+    skip_path: SkipPathSpec = Field(default_factory=SkipPathSpec)
+    kept_activation_explanation: KeptActivationSpec = Field(default_factory=KeptActivationSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     output: str | None = Field(None, description="Output URI (local path, s3://, gs://); --out overrides.")
 
@@ -299,6 +348,15 @@ class JobSpec(StrictModel):
         if duplicates:
             raise ValueError(
                 f"methods: two methods share the name {duplicates}; give them distinct 'label' values"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kept_layer_known(self) -> "JobSpec":
+        kept = self.kept_activation_explanation
+        if kept.enabled and kept.layer is None and self.randomization.split_after is None:
+            raise ValueError(
+                "kept_activation_explanation.layer is required unless randomization.split_after names the kept layer"
             )
         return self
 
