@@ -25,7 +25,10 @@ def write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("job", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.name)
+SHIPPED_JOBS = sorted(JOBS.glob("*.yaml")) + sorted(JOBS.glob("paper/**/*.yaml"))
+
+
+@pytest.mark.parametrize("job", SHIPPED_JOBS, ids=lambda p: str(p.relative_to(JOBS)))
 def test_every_shipped_job_validates(job: Path) -> None:
     spec = load_job(job)
     assert spec.name
