@@ -122,14 +122,17 @@ class AdaptiveAlphaBeta(BasicHook):
     zennit's ``AlphaBeta(1+β, β)``.
 
     The four modified forward passes are zennit's (x₊w₊, x₋w₋ for p; x₊w₋, x₋w₊ for −n); their
-    outputs give p and n, so β costs no extra pass. The β of the last backward pass is kept in
-    ``stored_tensors['beta']`` while the hook is registered (for inspection and tests).
+    outputs give p and n, so β costs no extra pass. With ``keep_beta`` the β of the last backward
+    pass stays in ``stored_tensors['beta']`` while the hook is registered (inspection, tests).
     """
 
-    def __init__(self, beta: BetaFormula, stabilizer: StabilizerLike = 1e-6, zero_params: Any = None) -> None:
+    def __init__(
+        self, beta: BetaFormula, stabilizer: StabilizerLike = 1e-6, zero_params: Any = None, keep_beta: bool = False
+    ) -> None:
         self.beta = beta
         self.stabilizer = stabilizer
         self.zero_params = zero_params
+        self.keep_beta = keep_beta
         no_bias = {"zero_params": zero_bias(zero_params)}
         stabilize = Stabilizer.ensure(stabilizer)
         super().__init__(
@@ -148,7 +151,8 @@ class AdaptiveAlphaBeta(BasicHook):
             output_modifiers=[lambda output: output] * 4,
             gradient_mapper=self._gradient_mapper(stabilize),
             reducer=lambda inputs, gradients: (
-                inputs[0] * gradients[0] + inputs[1] * gradients[1] - inputs[2] * gradients[2] - inputs[3] * gradients[3]
+                inputs[0] * gradients[0] + inputs[1] * gradients[1]
+                - inputs[2] * gradients[2] - inputs[3] * gradients[3]
             ),
         )
 
@@ -157,7 +161,8 @@ class AdaptiveAlphaBeta(BasicHook):
             positive = outputs[0] + outputs[1]  # p
             negative = outputs[2] + outputs[3]  # -n
             beta = self.beta(positive.detach(), -negative.detach())
-            self.stored_tensors["beta"] = beta
+            if self.keep_beta:
+                self.stored_tensors["beta"] = beta
             up = (1.0 + beta) * relevance / stabilize(positive)
             down = beta * relevance / stabilize(negative)
             return [up, up, down, down]
@@ -165,7 +170,7 @@ class AdaptiveAlphaBeta(BasicHook):
         return mapper
 
     def copy(self) -> "AdaptiveAlphaBeta":
-        return type(self)(self.beta, self.stabilizer, self.zero_params)
+        return type(self)(self.beta, self.stabilizer, self.zero_params, self.keep_beta)
 
     def __repr__(self) -> str:
         return f"AdaptiveAlphaBeta({self.beta!r})"

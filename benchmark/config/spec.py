@@ -352,12 +352,16 @@ class JobSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _kept_layer_known(self) -> "JobSpec":
+    def _experiments_have_what_they_need(self) -> "JobSpec":
         kept = self.kept_activation_explanation
         if kept.enabled and kept.layer is None and self.randomization.split_after is None:
             raise ValueError(
                 "kept_activation_explanation.layer is required unless randomization.split_after names the kept layer"
             )
+        has_lrp = any(method.name == "lrp" for method in self.methods)
+        for section, enabled in (("skip_path", self.skip_path.enabled), ("kept_activation_explanation", kept.enabled)):
+            if enabled and not has_lrp:
+                raise ValueError(f"{section} explains with the job's LRP methods: add one to methods (name: lrp)")
         return self
 
     def num_classes(self) -> int:

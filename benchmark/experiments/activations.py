@@ -42,7 +42,9 @@ def _named(pattern: str) -> Callable[[nn.Module], list[str]]:
 
 
 def _vgg_relus(module: nn.Module) -> list[str]:
-    return [name for name, child in module.named_modules() if name.startswith("features.") and isinstance(child, nn.ReLU)]
+    return [
+        name for name, child in module.named_modules() if name.startswith("features.") and isinstance(child, nn.ReLU)
+    ]
 
 
 # The "layers" of each family: modules each called once per forward whose outputs feed convolutions.
@@ -91,7 +93,9 @@ class ActivationStatistics:
     def _hook(self, name: str) -> Callable:
         def record(module: nn.Module, inputs: tuple, output: Tensor) -> None:
             if name in self._records:
-                raise RuntimeError(f"activations: module '{name}' ran twice in one forward pass; name a module used once")
+                raise RuntimeError(
+                    f"activations: module '{name}' ran twice in one forward pass; name modules used once"
+                )
             values = output.detach().flatten(1).float()
             self._records[name] = (
                 batched_quantiles(values, self.quantiles),

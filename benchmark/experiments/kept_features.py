@@ -94,11 +94,14 @@ class KeptFeatureExplanation:
         self.comparer = MapComparer(metrics)
         self.maps = MapRows("kept_features", spec.map_size) if spec.save_maps else None
 
-    def run(self, inputs: Tensor, image_ids: list[str], targets: Tensor, reference_maps: list[Tensor]) -> KeptFeaturesGrid:
+    def run(
+        self, inputs: Tensor, image_ids: list[str], targets: Tensor, reference_maps: list[Tensor]
+    ) -> KeptFeaturesGrid:
         """``reference_maps``: every job method's stage-0 maps (as the batch evaluator computed them)."""
         kept = []
         for method in self.methods:
-            maps = reduce_channels(layer_relevance(self.model, method, inputs, self.layer, self.chunk_size), method.reduction)
+            relevance = layer_relevance(self.model, method, inputs, self.layer, self.chunk_size)
+            maps = reduce_channels(relevance, method.reduction)
             kept.append(self.comparer.prepare(maps))
             self._keep(maps, method.id, None, 0, "kept")
         output = [reference_maps[i] for i in self.positions]

@@ -104,9 +104,10 @@ class SkipPathDecomposition:
         if not self.methods:
             raise ValueError("skip_path needs at least one 'lrp' method in methods (the split is an LRP rule)")
         self.sum_name = residual_sum(model, spec.block)
-        self.comparer = MapComparer(
-            MetricsSpec(similarities=["ssim", "spearman"], normalizations=["second_moment"], absolute=[False], ssim=metrics.ssim)
+        similarity = MetricsSpec(
+            similarities=["ssim", "spearman"], normalizations=["second_moment"], absolute=[False], ssim=metrics.ssim
         )
+        self.comparer = MapComparer(similarity)
         self.maps = MapRows("skip_path", spec.map_size) if spec.save_maps else None
 
     def components(self, method: LRP, inputs: Tensor, targets: Tensor) -> Tensor:
@@ -114,12 +115,9 @@ class SkipPathDecomposition:
         parts = []
         for index in (SKIP, RESIDUAL):
             composite = select_summand(build_composite(method.spec, self.model, inputs), self.sum_name, index)
+            output = method.spec.output_relevance
             with composite.context(self.model.module):
-                parts.append(
-                    path_gradient(
-                        self.model.module, AtInput(inputs), targets, self.chunk_size, output=method.spec.output_relevance
-                    )
-                )
+                parts.append(path_gradient(self.model.module, AtInput(inputs), targets, self.chunk_size, output=output))
         return torch.stack(parts)
 
     def _state(self, inputs: Tensor, targets: Tensor, seed: int | None, stage: int, reference: list | None):

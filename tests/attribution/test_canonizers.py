@@ -171,7 +171,8 @@ def test_efficientnet_sums_are_modules_where_blocks_add_their_input(models) -> N
             model.module(make_inputs(model, n=1))
         for handle in handles:
             handle.remove()
-    with_skip = [f"_blocks.{k}.canonizer_sum" for k, block in enumerate(model.module._blocks) if has_identity_skip(block)]
+    blocks = enumerate(model.module._blocks)
+    with_skip = [f"_blocks.{k}.canonizer_sum" for k, block in blocks if has_identity_skip(block)]
     assert calls == with_skip and len(with_skip) == 9  # EfficientNet-B0: 16 blocks, 9 with an identity skip
 
 
@@ -187,7 +188,8 @@ def test_the_held_gate_passes_all_relevance_to_the_gated_input() -> None:
     model = Gated()
     x = torch.randn(2, 3, requires_grad=True)
     relevance = torch.randn(2, 3)
-    composite = Composite(module_map=lambda ctx, name, module: dict(base_layer_map()[:1])[HeldGate] if name == "gate" else None)
+    rule = dict(base_layer_map())[HeldGate]
+    composite = Composite(module_map=lambda ctx, name, module: rule if name == "gate" else None)
     with composite.context(model):
         (result,) = torch.autograd.grad(model(x), x, grad_outputs=relevance)
     torch.testing.assert_close(result, relevance)  # none went through the gate's own dependence on x

@@ -100,7 +100,7 @@ def test_constant_beta_equals_zennits_alpha_beta(linear, beta: float) -> None:
 @pytest.mark.parametrize("formula", [RatioBeta(3.0), PrintedBeta(3.0)], ids=repr)
 def test_per_neuron_beta_and_relevance_match_a_direct_computation(linear, formula) -> None:
     layer, x, relevance = linear
-    ours, beta = layer_relevance(AdaptiveAlphaBeta(formula), layer, x, relevance)
+    ours, beta = layer_relevance(AdaptiveAlphaBeta(formula, keep_beta=True), layer, x, relevance)
     z = contributions(layer, x).double()  # [n, j, i]
     p = z.clamp(min=0).sum(-1)
     n = -z.clamp(max=0).sum(-1)
@@ -134,12 +134,13 @@ def test_per_neuron_beta_of_a_convolution_is_per_channel_and_position() -> None:
     with torch.no_grad():
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
     x = torch.randn(2, 2, 5, 5, generator=generator)
-    _, beta = layer_relevance(AdaptiveAlphaBeta(RatioBeta(3.0)), conv, x, torch.ones(2, 3, 5, 5))
+    _, beta = layer_relevance(AdaptiveAlphaBeta(RatioBeta(3.0), keep_beta=True), conv, x, torch.ones(2, 3, 5, 5))
     assert beta.shape == (2, 3, 5, 5)
     patches = torch.nn.functional.unfold(x, 3, padding=1)  # [n, 2*9, 25]
     z = patches[:, None] * conv.weight.view(1, 3, 18, 1)  # [n, 3, 18, 25]
     p, n = z.clamp(min=0).sum(2), -z.clamp(max=0).sum(2)
-    ratio = torch.where(p > n, n / torch.where(p > n, p - n, torch.ones_like(p)), torch.full_like(p, 3.0)).clamp(max=3.0)
+    safe = torch.where(p > n, p - n, torch.ones_like(p))
+    ratio = torch.where(p > n, n / safe, torch.full_like(p, 3.0)).clamp(max=3.0)
     torch.testing.assert_close(beta, ratio.view(2, 3, 5, 5), rtol=1e-5, atol=1e-6)
 
 
@@ -221,7 +222,8 @@ def test_squared_pooling_equals_a_hand_computation(pool, kernel: int, stride: in
     out_shape = pool(x).shape
     relevance = torch.randn(out_shape, generator=generator)
     ours, _ = layer_relevance(SquaredPooling(stabilizer=1e-12), pool, x, relevance)
-    torch.testing.assert_close(ours.double(), squared_by_hand(x, relevance, kernel, stride, padding), rtol=1e-5, atol=1e-6)
+    expected = squared_by_hand(x, relevance, kernel, stride, padding)
+    torch.testing.assert_close(ours.double(), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours.sum(), relevance.sum(), rtol=1e-5, atol=1e-5)  # conserves
 
 
@@ -263,7 +265,8 @@ def test_vgg16_rules_by_layer() -> None:
     convs = [name for name, m in vgg.named_modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 13 and isinstance(rules[convs[0]], ZBox)
     assert all(isinstance(rules[name], Gamma) for name in convs[1:])
-    assert composite.gammas[convs[1]] == pytest.approx(0.01 ** (1 / 12)) and composite.gammas[convs[-1]] == pytest.approx(0.01)
+    assert composite.gammas[convs[1]] == pytest.approx(0.01 ** (1 / 12))
+    assert composite.gammas[convs[-1]] == pytest.approx(0.01)
     pools = [name for name, m in vgg.named_modules() if isinstance(m, (nn.MaxPool2d, nn.AdaptiveAvgPool2d))]
     assert len(pools) == 6 and all(isinstance(rules[name], SquaredPooling) for name in pools)
     linears = [name for name, m in vgg.named_modules() if isinstance(m, nn.Linear)]

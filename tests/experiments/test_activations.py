@@ -52,7 +52,9 @@ def test_statistics_of_one_forward_pass_become_rows() -> None:
     inputs = make_inputs(model, n=2)
     captured: dict[str, torch.Tensor] = {}
     modules = dict(model.module.named_modules())
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: captured.__setitem__(n, o)) for n in statistics.layers]
+    handles = [
+        modules[n].register_forward_hook(lambda m, i, o, n=n: captured.__setitem__(n, o)) for n in statistics.layers
+    ]
     with torch.no_grad(), statistics.capture():
         model.module(inputs)
     for handle in handles:
@@ -86,7 +88,8 @@ def test_mean_quantiles_average_over_images() -> None:
     second = [float(v) for v in np.linspace(4.0, 0.1, 18)]
     table = mean_quantiles(activations_table([("m", "l0", 0, first), ("m", "l0", 0, second), ("m", "l1", 1, first)]))
     assert table.num_rows == 2
-    np.testing.assert_allclose(table.column("quantiles")[0].as_py(), (np.array(first) + np.array(second)) / 2, rtol=1e-6)
+    mean = (np.array(first) + np.array(second)) / 2
+    np.testing.assert_allclose(table.column("quantiles")[0].as_py(), mean, rtol=1e-6)
     assert table.column("layer_index").type == pa.int32()
 
 
@@ -94,9 +97,8 @@ def test_overtaking_probabilities_follow_the_cauchy_tail() -> None:
     positive = [float(v) for v in np.linspace(3.0, 0.2, 18)]  # V(0.95) = 3 … V(0.10) = 0.2
     negative = [-v for v in reversed(positive)]  # all activations negative (EfficientNet's lower layers)
     sparse = [1.0] * 9 + [0.0] * 9  # ReLU layer, bottom half zero
-    table = overtaking_probabilities(
-        mean_quantiles(activations_table([("m", "pos", 0, positive), ("m", "neg", 1, negative), ("m", "zero", 2, sparse)]))
-    ).to_pandas()
+    layers = [("m", "pos", 0, positive), ("m", "neg", 1, negative), ("m", "zero", 2, sparse)]
+    table = overtaking_probabilities(mean_quantiles(activations_table(layers))).to_pandas()
     assert len(table) == 3 * 3 * 9
     assert list(table.columns) == ["model", "layer", "layer_index", "q_high", "q_low", "K", "gamma", "probability"]
     value = dict(zip(QUANTILES, positive))

@@ -89,7 +89,8 @@ def test_logit_preservation_per_seed_and_layer(resnet18) -> None:
     randomizer.restore()
     for image in range(3):
         assert pearson_values[1, 0, image] == pytest.approx(stats.pearsonr(reference[image], after[image])[0], rel=1e-6)
-        assert spearman_values[1, 0, image] == pytest.approx(stats.spearmanr(reference[image], after[image])[0], rel=1e-6)
+        expected = stats.spearmanr(reference[image], after[image])[0]
+        assert spearman_values[1, 0, image] == pytest.approx(expected, rel=1e-6)
     table = experiment.table((pearson_values, spearman_values), keys(3), shard=2)
     conform(table, table_schema("logits"), PARTITION)
     rows = table.to_pandas()
@@ -108,7 +109,8 @@ def skip_experiment(model, block: str, layers: list[str], **settings) -> SkipPat
     ]
     plan = single_layer_plan(model.module, layers)
     spec = SkipPathSpec(enabled=True, block=block, **settings)
-    return SkipPathDecomposition(spec, MetricsSpec(), model, methods, plan, [0, 3], Randomizer(model.module), "label", 64)
+    randomizer = Randomizer(model.module)
+    return SkipPathDecomposition(spec, MetricsSpec(), model, methods, plan, [0, 3], randomizer, "label", 64)
 
 
 @pytest.mark.parametrize("case", ["resnet", "efficientnet"])
@@ -195,7 +197,8 @@ def test_kept_features_rows(bias_free_vgg) -> None:
     ]
     metrics = MetricsSpec(normalizations=["second_moment"], absolute=[False])
     spec = KeptActivationSpec(enabled=True, save_maps=True)
-    experiment = KeptFeatureExplanation(spec, metrics, model, methods, plan, [0, 1, 2], Randomizer(module), "label", 64, "features.4")
+    walk = (plan, [0, 1, 2], Randomizer(module))
+    experiment = KeptFeatureExplanation(spec, metrics, model, methods, *walk, "label", 64, "features.4")
     inputs, targets = make_inputs(model), make_targets()
     context = AttributionContext(keys(3))
     reference = [reduce_channels(m.attribute(model, inputs, targets, context), m.reduction) for m in methods]

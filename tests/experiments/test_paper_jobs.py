@@ -55,7 +55,7 @@ def expected_tables(job: dict) -> set[str]:
 
 
 def test_there_is_a_job_for_every_figure() -> None:
-    names = {path.stem.split("_")[0] + ("_" + path.stem.split("_")[1] if path.stem.startswith("supp") else "") for path in PAPER_JOBS}
+    names = {"_".join(path.stem.split("_")[: 2 if path.stem.startswith("supp") else 1]) for path in PAPER_JOBS}
     assert {"fig1", "fig2", "fig4", "fig5", "fig7"} <= names  # Fig. 3 and 6 are diagrams
     assert {f"supp_fig{k:02d}" for k in (1, 3, 4, 5, 6, 7, 8, 9, 10)} | {"supp_fig02a", "supp_fig02b"} <= names
 
