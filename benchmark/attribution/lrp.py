@@ -226,11 +226,6 @@ def check_supported(spec: LRPSpec, model: ModelBundle) -> None:
             f"LRP for {model.name} (family '{model.family}') needs canonizers; "
             f"LRP is available for families: {', '.join(sorted(CANONIZERS))}"
         )
-    if spec.composite == "vgg_paper":
-        try:
-            gamma_schedule(2, spec.gamma_start, spec.gamma_end)
-        except ValueError as error:
-            raise MethodNotSupported(f"LRP composite 'vgg_paper': {error}") from None
 
 
 def build_composite(spec: LRPSpec, model: ModelBundle, inputs: Tensor) -> Composite:

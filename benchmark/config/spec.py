@@ -184,6 +184,12 @@ class LRPSpec(MethodBase):
         "logit", description="Relevance put on the target output: its logit (conservation) or 1."
     )
 
+    @model_validator(mode="after")
+    def _positive_gamma_ends(self) -> "LRPSpec":
+        if self.composite == "vgg_paper" and min(self.gamma_start, self.gamma_end) <= 0:
+            raise ValueError("vgg_paper decays gamma exponentially: gamma_start and gamma_end must be positive")
+        return self
+
     def default_label(self) -> str:
         return f"lrp_{self.composite}"
 

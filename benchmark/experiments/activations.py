@@ -74,10 +74,10 @@ def batched_quantiles(values: Tensor, quantiles: Tensor) -> Tensor:
     Sort-based, so rows of any length work (``torch.quantile`` refuses more than 2^24 values).
     """
     ordered = torch.sort(values, dim=1).values
-    position = quantiles.to(values) * (values.shape[1] - 1)
-    low = position.floor().long()
-    high = position.ceil().long()
-    fraction = position - low.to(values)
+    position = quantiles.double() * (values.shape[1] - 1)  # float64: exact for any realistic row length
+    low = position.floor().long().to(values.device)
+    high = position.ceil().long().to(values.device)
+    fraction = (position - position.floor()).to(values)
     return ordered[:, low] + (ordered[:, high] - ordered[:, low]) * fraction
 
 

@@ -297,5 +297,5 @@ def test_vgg_paper_is_refused_for_other_families(resnet18) -> None:
     assert "vgg_paper" in COMPOSITES
     with pytest.raises(MethodNotSupported, match=r"'vgg_paper' is defined for model families vgg only"):
         build_method(LRPSpec(name="lrp", composite="vgg_paper"), resnet18)
-    with pytest.raises(MethodNotSupported, match="positive ends"):
-        build_method(LRPSpec(name="lrp", composite="vgg_paper", gamma_end=0.0), make_bundle(seeded(VGGLike), "vgg"))
+    with pytest.raises(ValueError, match="gamma_start and gamma_end must be positive"):
+        LRPSpec(name="lrp", composite="vgg_paper", gamma_end=0.0)
