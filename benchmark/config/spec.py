@@ -234,6 +234,12 @@ class LRPSpec(MethodBase):
         "logit", description="Relevance put on the target output: its logit (conservation) or 1."
     )
 
+    @model_validator(mode="after")
+    def _positive_gamma_ends(self) -> "LRPSpec":
+        if self.composite == "vgg_paper" and min(self.gamma_start, self.gamma_end) <= 0:
+            raise ValueError("vgg_paper decays gamma exponentially: gamma_start and gamma_end must be positive")
+        return self
+
     def default_label(self) -> str:
         return f"lrp_{self.composite}"
 
@@ -311,6 +317,51 @@ class OcclusionSpec(StrictModel):
     blur_padding: Literal["reflect", "replicate"] = "reflect"
 
 
+class MapOutputSpec(StrictModel):
+    """Whether an experiment also writes its attribution maps (table ``maps``, float16)."""
+
+    save_maps: bool = Field(False, description="Write this experiment's 2-D maps to the 'maps' table (float16).")
+    map_size: int | None = Field(
+        None, ge=1, description="Side of the saved maps (area-averaged); null keeps the input size."
+    )
+
+
+class ActivationsSpec(StrictModel):
+    """Activation statistics of the trained model (supplement I, J; DESIGN §7)."""
+
+    enabled: bool = False
+    layers: str | None = Field(
+        None,
+        description="Regex of the modules whose outputs are the 'layers'; default per model family: residual "
+        "blocks (ResNet 'layerX.Y', EfficientNet '_blocks.K'), DenseNet's dense-layer inputs after ReLU "
+        "('...denselayerN.relu1', transitions, final ReLU), VGG's ReLUs in 'features'.",
+    )
+
+
+class LogitsSpec(StrictModel):
+    """Logit preservation under randomization (paper §4.2, Fig. 5), over the randomization plan's stages."""
+
+    enabled: bool = False
+
+
+class SkipPathSpec(MapOutputSpec):
+    """LRP relevance through a residual block's skip connection vs its residual branch (paper §4.2, Fig. 7)."""
+
+    enabled: bool = False
+    block: str = Field(
+        "layer4.2", description="Residual block whose sum is split (ResNet 'layerX.Y', EfficientNet '_blocks.K')."
+    )
+
+
+class KeptActivationSpec(MapOutputSpec):
+    """Explanation of the sum of the kept layer's activations (paper §4.1, Fig. 4 bottom left)."""
+
+    enabled: bool = False
+    layer: str | None = Field(
+        None, description="Module whose output activations are explained; default randomization.split_after."
+    )
+
+
 class RuntimeSpec(StrictModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
@@ -339,6 +390,10 @@ class JobSpec(StrictModel):
     methods: list[MethodSpec] = Field(..., min_length=1)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     occlusion: OcclusionSpec = Field(default_factory=OcclusionSpec)
+    activations: ActivationsSpec = Field(default_factory=ActivationsSpec)
+    logits: LogitsSpec = Field(default_factory=LogitsSpec)
+    skip_path: SkipPathSpec = Field(default_factory=SkipPathSpec)
+    kept_activation_explanation: KeptActivationSpec = Field(default_factory=KeptActivationSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     output: str | None = Field(None, description="Output URI (local path, s3://, gs://); --out overrides.")
 
@@ -350,6 +405,19 @@ class JobSpec(StrictModel):
             raise ValueError(
                 f"methods: two methods share the name {duplicates}; give them distinct 'label' values"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _experiments_have_what_they_need(self) -> "JobSpec":
+        kept = self.kept_activation_explanation
+        if kept.enabled and kept.layer is None and self.randomization.split_after is None:
+            raise ValueError(
+                "kept_activation_explanation.layer is required unless randomization.split_after names the kept layer"
+            )
+        has_lrp = any(method.name == "lrp" for method in self.methods)
+        for section, enabled in (("skip_path", self.skip_path.enabled), ("kept_activation_explanation", kept.enabled)):
+            if enabled and not has_lrp:
+                raise ValueError(f"{section} explains with the job's LRP methods: add one to methods (name: lrp)")
         return self
 
     def num_classes(self) -> int:

@@ -1,10 +1,13 @@
-"""One batch, end to end: stage-0 maps once, occlusion curves, every randomization stage.
+"""One batch, end to end: stage-0 maps once, occlusion curves, every randomization stage, and the
+further experiments of DESIGN §7 that the job enables.
 
 ``BatchEvaluator`` is built once per worker (it holds the model, the methods and the
 randomizer) and turns a batch of images into Arrow tables with the columns of DESIGN §9.
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import pyarrow as pa
 import torch
@@ -15,8 +18,13 @@ from ..data.loader import ImageBatch
 from ..metrics import MapComparer
 from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan
+from .activations import ActivationStatistics
+from .context import BatchState
 from .faithfulness import FaithfulnessCheck
+from .kept_features import KeptFeatureExplanation
+from .logits import LogitPreservation
 from .randomization_check import RandomizationCheck, explain
+from .skip_path import SkipPathDecomposition
 from .targets import reference_targets
 
 REFERENCE_SEED = 0  # stage 0 does not depend on the randomization seed
@@ -30,11 +38,27 @@ class BatchEvaluator:
         chunk = spec.runtime.chunk_size
         self.randomization = RandomizationCheck(spec.randomization, plan, model, self.methods, self.comparer, chunk)
         self.faithfulness = FaithfulnessCheck(spec.occlusion, model, self.methods, chunk)
+        # DESIGN §7: each walks the same plan with the same (shared, cached) randomizer
+        r, randomizer = spec.randomization, self.randomization.randomizer
+        walk = (plan, r.seeds, randomizer)
+        self.activations = ActivationStatistics(spec.activations, model) if spec.activations.enabled else None
+        self.experiments = [self.activations] if self.activations else []
+        if spec.logits.enabled:
+            self.experiments.append(LogitPreservation(model, *walk))
+        if spec.skip_path.enabled:
+            self.experiments.append(
+                SkipPathDecomposition(spec.skip_path, spec.metrics, model, self.methods, *walk, r.target, chunk)
+            )
+        if spec.kept_activation_explanation.enabled:
+            kept = spec.kept_activation_explanation
+            self.experiments.append(
+                KeptFeatureExplanation(kept, spec.metrics, model, self.methods, *walk, r.target, chunk, r.split_after)
+            )
 
     def evaluate(self, batch: ImageBatch, shard: int) -> dict[str, pa.Table]:
         batch = batch.to(self.model.device)
         inputs = self.model.normalize(batch.pixels)
-        with torch.no_grad():
+        with torch.no_grad(), (self.activations.capture() if self.activations else nullcontext()):
             logits = self.model.module(inputs)
         targets = reference_targets(self.spec.randomization.target, batch.labels, logits)
         context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.spec.runtime.chunk_size, {})
@@ -47,4 +71,8 @@ class BatchEvaluator:
         if self.spec.randomization.enabled and self.plan.stages:
             grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps)
             tables["randomization"] = self.randomization.table(grid, batch.image_ids, shard)
+        state = BatchState(batch.image_ids, inputs, targets, logits, reference_maps, shard)
+        for experiment in self.experiments:
+            for name, table in experiment.evaluate(state).items():
+                tables[name] = pa.concat_tables([tables[name], table]) if name in tables else table
         return tables

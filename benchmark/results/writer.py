@@ -17,7 +17,9 @@ import pyarrow.parquet as pq
 from .schema import conform, table_schema
 from .store import COMMITS, FAILURES, OutputStore
 
-SHARD_TABLES = ("randomization", "occlusion", "errors", "shards")
+SHARD_TABLES = (
+    "randomization", "occlusion", "activations", "logits", "skip_path", "kept_features", "maps", "errors", "shards",
+)
 
 
 def part_path(table: str, partition: dict[str, str], shard: int) -> str:

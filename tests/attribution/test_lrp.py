@@ -26,7 +26,6 @@ from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
 EPSILON, GAMMA = 1e-6, 0.25
-PENDING = r"\(issue: paper's own methods\)"
 COMPOSITE_NAMES = ["epsilon", "zplus", "alpha2beta1", "gamma", "epsilon_plus_flat", "epsilon_gamma_box"]
 
 
@@ -131,18 +130,25 @@ def test_chunking_does_not_change_relevance(resnet18) -> None:
 
 
 @pytest.mark.parametrize("model_name", ["densenet121", "efficientnet-b0"])
-def test_families_without_canonizers_are_refused_at_build_time(model_name: str) -> None:
+def test_densenet_and_efficientnet_have_canonizers_now(model_name: str) -> None:
     model = registry_bundle(model_name)
-    for composite in COMPOSITE_NAMES:
-        with pytest.raises(MethodNotSupported, match=r"needs canonizers that are not implemented yet " + PENDING):
-            build_method(LRPSpec(name="lrp", composite=composite), model)
+    for composite in COMPOSITE_NAMES + ["adaptive_beta"]:
+        build_method(LRPSpec(name="lrp", composite=composite), model)
 
 
-@pytest.mark.parametrize("composite", ["vgg_paper", "adaptive_beta"])
-def test_composites_of_the_later_issue_are_refused_at_build_time(resnet18, vgg_like, composite: str) -> None:
-    for model in (resnet18, vgg_like):
-        with pytest.raises(MethodNotSupported, match=rf"'{composite}' is not implemented yet " + PENDING):
-            build_method(LRPSpec(name="lrp", composite=composite), model)
+def test_the_vgg_composite_of_section_4_1_is_refused_for_other_families(resnet18) -> None:
+    with pytest.raises(MethodNotSupported, match=r"'vgg_paper' is defined for model families vgg only"):
+        build_method(LRPSpec(name="lrp", composite="vgg_paper"), resnet18)
+    with pytest.raises(MethodNotSupported, match=r"family 'densenet'"):
+        build_method(LRPSpec(name="lrp", composite="vgg_paper"), registry_bundle("densenet121"))
+
+
+def test_a_family_without_canonizers_is_refused_at_build_time(resnet18) -> None:
+    from .attribution_models import make_bundle
+
+    unknown = make_bundle(resnet18.module, "mobilenet", "mobile")
+    with pytest.raises(MethodNotSupported, match=r"family 'mobilenet'\) needs canonizers"):
+        build_method(LRPSpec(name="lrp", composite="epsilon"), unknown)
 
 
 def test_lrp_follows_in_place_randomization(resnet18) -> None:

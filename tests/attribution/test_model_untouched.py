@@ -27,7 +27,9 @@ SPECS = [
     NoiseSpec(name="noise"),
     *[
         LRPSpec(name="lrp", composite=composite)
-        for composite in ("epsilon", "zplus", "alpha2beta1", "gamma", "epsilon_plus_flat", "epsilon_gamma_box")
+        for composite in (
+            "epsilon", "zplus", "alpha2beta1", "gamma", "epsilon_plus_flat", "epsilon_gamma_box", "adaptive_beta"
+        )
     ],
 ]
 HOOK_DICTS = (

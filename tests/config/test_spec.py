@@ -25,7 +25,10 @@ def write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("job", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.name)
+SHIPPED_JOBS = sorted(JOBS.glob("*.yaml")) + sorted(JOBS.glob("paper/**/*.yaml"))
+
+
+@pytest.mark.parametrize("job", SHIPPED_JOBS, ids=lambda p: str(p.relative_to(JOBS)))
 def test_every_shipped_job_validates(job: Path) -> None:
     spec = load_job(job)
     assert spec.name
@@ -106,3 +109,14 @@ def test_hash_ignores_execution_settings_only() -> None:
     assert spec_hash(base) == spec_hash(faster)
     assert spec_hash(base) != spec_hash(other)
     assert spec_differences(science_dict(base), science_dict(other)) == ["randomization.seeds: [0] -> [7]"]
+
+
+def test_paper_experiments_refuse_what_they_cannot_run() -> None:
+    with pytest.raises(SpecError, match="skip_path explains with the job's LRP methods"):
+        validate_job({**MINIMAL, "skip_path": {"enabled": True}})
+    with pytest.raises(SpecError, match="kept_activation_explanation.layer is required"):
+        validate_job({**MINIMAL, "methods": [{"name": "lrp"}], "kept_activation_explanation": {"enabled": True}})
+    with pytest.raises(SpecError, match="kept_activation_explanation.enabled"):
+        validate_job({**MINIMAL, "kept_activation_explanation": {"enabled": "maybe"}})
+    spec = validate_job({**MINIMAL, "activations": {"enabled": True}, "logits": {"enabled": True}})
+    assert spec.activations.layers is None and not spec.skip_path.enabled and spec.skip_path.block == "layer4.2"
