@@ -13,9 +13,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import JobSpec, spec_hash
+import torch
+
+from ..config import JobSpec, SpecError, spec_hash
 from ..data import build_dataset, select_records
-from ..models import build_module, plan_for
+from ..experiments.batch import BatchEvaluator
+from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table
 from ..results.store import COMMITS, FAILURES, MANIFEST
 from ..results.writer import SHARD_TABLES
@@ -53,11 +56,18 @@ def output_uri(spec: JobSpec, out: str | None) -> str:
 
 
 def preflight_model(spec: JobSpec) -> tuple[dict, str]:
-    """Build the model with its weights once on the driver, before any work: a missing pretrained
-    file, an unreadable or mismatching state dict, or a bad randomization rule fails here, not in
-    every worker. Returns the stage plan (as written to the manifest) and the weights' source."""
-    module, source = build_module(spec)
-    return plan_for(spec, module).describe(), source
+    """Build on the driver, before any work, everything a worker will build: the model with its
+    weights, the randomization plan, the methods and the experiments. A missing pretrained file,
+    a mismatching state dict, a bad randomization rule, an unsupported method or a module name
+    that does not exist fails here, once, instead of in every worker. Returns the stage plan (as
+    written to the manifest) and the weights' source."""
+    model = load_model(spec, torch.device("cpu"))
+    try:
+        plan = plan_for(spec, model.module)
+        BatchEvaluator(spec, model, plan)
+    except (ValueError, NotImplementedError) as error:  # names the key; MethodNotSupported included
+        raise SpecError(f"job '{spec.name}' cannot run: {error}") from None
+    return plan.describe(), model.weights_source
 
 
 def discard_previous(store: OutputStore) -> None:
@@ -79,7 +89,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False) ->
     dataset = build_dataset(spec)  # a malformed annotation file fails here, before any work
     records = select_records(spec, dataset)
     if not records:
-        raise ValueError(
+        raise SpecError(
             f"dataset '{spec.dataset.kind}' selects no images (offset {spec.dataset.offset}, limit {spec.dataset.limit})"
         )
     tasks = plan_shards(records, spec.dataset.offset, spec.dataset.shard_size)
