@@ -16,7 +16,7 @@ from typing import Any
 from ..config import JobSpec, spec_hash
 from ..data import build_dataset, select_records
 from ..models import build_module, plan_for
-from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table
+from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
 from ..results.store import COMMITS, FAILURES, MANIFEST
 from ..results.writer import SHARD_TABLES
 from .manifest import ResumeRefused, check_resume, new_manifest
@@ -92,6 +92,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False) ->
         shard_plan=describe_shards(tasks, spec.dataset.shard_size),
         randomization_plan=randomization_plan,
     )
+    validate_manifest(manifest)
     store.write_json(MANIFEST, manifest)
     committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
     pending = [task for task in tasks if task.shard not in committed]
@@ -118,6 +119,7 @@ def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict
         shards_committed=len(committed),
         shards_total=len(state.tasks),
     )
+    validate_manifest(manifest)
     state.store.write_json(MANIFEST, manifest)
     return manifest
 

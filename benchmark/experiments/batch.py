@@ -6,6 +6,7 @@ randomizer) and turns a batch of images into Arrow tables with the columns of DE
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import torch
 
@@ -16,7 +17,8 @@ from ..metrics import MapComparer
 from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan
 from .faithfulness import FaithfulnessCheck
-from .randomization_check import RandomizationCheck, explain
+from .randomization_check import RandomizationCheck, RandomizationGrid, explain
+from .saved_maps import maps_table
 from .targets import reference_targets
 
 REFERENCE_SEED = 0  # stage 0 does not depend on the randomization seed
@@ -31,8 +33,11 @@ class BatchEvaluator:
         self.randomization = RandomizationCheck(spec.randomization, plan, model, self.methods, self.comparer, chunk)
         self.faithfulness = FaithfulnessCheck(spec.occlusion, model, self.methods, chunk)
 
-    def evaluate(self, batch: ImageBatch, shard: int) -> dict[str, pa.Table]:
+    def evaluate(self, batch: ImageBatch, shard: int, save_maps: frozenset[str] = frozenset()) -> dict[str, pa.Table]:
+        """The batch's tables; ``save_maps``: ids of images whose maps go to the ``maps`` table too."""
         batch = batch.to(self.model.device)
+        kept = [i for i, image_id in enumerate(batch.image_ids) if image_id in save_maps]
+        keep = torch.tensor(kept, dtype=torch.long, device=self.model.device) if kept else None
         inputs = self.model.normalize(batch.pixels)
         with torch.no_grad():
             logits = self.model.module(inputs)
@@ -44,7 +49,39 @@ class BatchEvaluator:
         if self.spec.occlusion.enabled:
             curves = self.faithfulness.run(batch.pixels, reference_maps, targets)
             tables["occlusion"] = self.faithfulness.table(curves, batch.image_ids, targets, shard)
+        grid = None
         if self.spec.randomization.enabled and self.plan.stages:
-            grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps)
+            grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps, keep)
             tables["randomization"] = self.randomization.table(grid, batch.image_ids, shard)
+        if keep is not None:
+            tables["maps"] = self._maps(batch, kept, keep, reference_maps, targets, grid, shard)
         return tables
+
+    def _maps(
+        self,
+        batch: ImageBatch,
+        kept: list[int],
+        keep: torch.Tensor,
+        reference_maps: list[torch.Tensor],
+        targets: torch.Tensor,
+        grid: RandomizationGrid | None,
+        shard: int,
+    ) -> pa.Table:
+        """The ``maps`` rows of the kept images (their stage maps were kept by the randomization check)."""
+
+        def host(tensor: torch.Tensor) -> np.ndarray:
+            return tensor.index_select(0, keep).cpu().numpy()
+
+        return maps_table(
+            [batch.image_ids[i] for i in kept],
+            pixels=host(batch.pixels.float()),
+            reference=np.stack([host(maps.float()) for maps in reference_maps]),
+            reference_targets=host(targets),
+            stage_maps=None if grid is None else grid.maps,
+            stage_targets=None if grid is None else grid.targets[:, :, kept],
+            methods=self.methods,
+            seeds=list(self.spec.randomization.seeds),
+            stages=[stage.index for stage in self.plan.stages],
+            mode=self.plan.mode,
+            shard=shard,
+        )

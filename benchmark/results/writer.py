@@ -14,10 +14,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import conform, table_schema
+from .schema import SCHEMA_VERSION, conform, table_schema
 from .store import COMMITS, FAILURES, OutputStore
 
-SHARD_TABLES = ("randomization", "occlusion", "errors", "shards")
+SHARD_TABLES = ("randomization", "occlusion", "activations", "logits", "maps", "errors", "shards")
 
 
 def part_path(table: str, partition: dict[str, str], shard: int) -> str:
@@ -63,7 +63,7 @@ class ShardWriter:
                 files[name] = {"path": path, "rows": tables[name].num_rows}
             else:
                 self.store.delete(path)
-        marker = {"shard": shard, "files": files, "committed_at": time.time(), **info}
+        marker = {"shard": shard, "files": files, "committed_at": time.time(), "schema_version": SCHEMA_VERSION, **info}
         self.store.write_json(marker_path(shard), marker)
         self.store.delete(failure_path(shard))
         return marker
@@ -73,6 +73,12 @@ class ShardWriter:
         uncommitted, so a resume tries it again."""
         path = part_path("errors", self.partition, shard)
         self.store.write_bytes(path, parquet_bytes(conform(errors, table_schema("errors"), self.partition)))
-        marker = {"shard": shard, "files": {"errors": {"path": path, "rows": errors.num_rows}}, "failed_at": time.time(), **info}
+        marker = {
+            "shard": shard,
+            "files": {"errors": {"path": path, "rows": errors.num_rows}},
+            "failed_at": time.time(),
+            "schema_version": SCHEMA_VERSION,
+            **info,
+        }
         self.store.write_json(failure_path(shard), marker)
         return marker
