@@ -11,6 +11,10 @@ import sys
 COMMAND_MODULES = (
     "benchmark.cli.run",
     "benchmark.cli.status",
+    "benchmark.cli.query",
+    "benchmark.cli.aggregate",
+    "benchmark.cli.plot",
+    "benchmark.cli.report",
 )
 
 
@@ -24,8 +28,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..data import AnnotationError
     from ..engine.manifest import ResumeRefused
     from ..models import WeightsUnavailable
+    from ..results import SchemaVersionError
+    from ..results.query import ResultsError
 
-    return (UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError)
+    return (
+        UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError,
+        SchemaVersionError, ResultsError,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
