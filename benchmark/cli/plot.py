@@ -23,14 +23,14 @@ def add_plot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def prepare(args: argparse.Namespace, formats: tuple[str, ...]):
+def prepare(args: argparse.Namespace, formats: tuple[str, ...], verb: str = "plot"):
     """Open the run, load (or compute) its aggregates and the plot options."""
     from ..results.aggregate import load_aggregates
     from ..results.plots import PlotOptions
     from ..results.query import open_results
 
     results = open_results(args.out)
-    results.require_committed("plot")
+    results.require_committed(verb)
     print(results.state(), file=sys.stderr)
     aggregates, computed = load_aggregates(results, progress=not args.no_progress, refresh=args.refresh)
     if computed:

@@ -20,7 +20,7 @@ def report(args: argparse.Namespace) -> int:
     from ..results.report import build_report, write_report
     from .plot import prepare
 
-    results, aggregates, options, meta = prepare(args, FORMATS)
+    results, aggregates, options, meta = prepare(args, FORMATS, "report")
     figures = plot_all(results, aggregates, options, progress=not args.no_progress, keep_png=True)
     path = write_report(results, build_report(results, aggregates, figures, meta))
     print(f"{len(figures)} figures embedded", file=sys.stderr)

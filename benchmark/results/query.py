@@ -114,7 +114,7 @@ class Results:
     # -- SQL -----------------------------------------------------------------------------------
     @cached_property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        connection = duckdb.connect(config={"threads": 2})
+        connection = duckdb.connect()
         for name in table_names():
             _create_view(connection, self.store, name, table_schema(name), self.files(name))
         for name, relative in self.aggregate_files().items():
@@ -250,7 +250,7 @@ def _create_view(
     if not files:
         source = f"__empty_{name}"
         connection.register(source, schema.arrow.empty_table())
-    elif not store.object_store:
+    elif not store.object_store and not any(c in store.root for c in "*?[]{}"):  # DuckDB would glob those
         paths = ", ".join(_literal(store.path(f)) for f in files)
         options = ""
         if partitioned and schema.partition:

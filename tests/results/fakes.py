@@ -62,7 +62,9 @@ def randomization_rows(
             "normalization": normalization, "absolute": is_abs, "value": number,
             "bound": None if metric == "spearman" else number / 2, "shard": shard,
         })
-    return pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+    frame = pd.DataFrame(rows)
+    table = pa.Table.from_pandas(frame.drop(columns="value"), preserve_index=False)
+    return table.append_column("value", pa.array(frame.value.to_numpy(np.float64)))  # NaN stays NaN, not null
 
 
 def occlusion_rows(images: list[str], shard: int, methods: list[str], kernels: list[int],
