@@ -8,7 +8,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("aggregate", help="aggregate tables with 95% CIs, rankings and Kendall's tau")
+    parser = subparsers.add_parser("aggregate", help="aggregate tables with 95%% CIs, rankings and Kendall's tau")
     parser.add_argument("out", help="output URI of the run")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs (default 0.95)")

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from .query import Results, ResultsError
+from .query import Results
 from .schema import AGGREGATES, SCHEMA_VERSION, aggregate_names, aggregate_schema, conform
 from .statistics import BootstrapSettings, image_stats, kendall_tau, rank
 from .writer import parquet_bytes
@@ -326,6 +326,6 @@ def load_aggregates(
 
 
 __all__ = [
-    "BETTER", "BootstrapSettings", "STEPS", "ResultsError", "compute_aggregates", "load_aggregates",
+    "BETTER", "BootstrapSettings", "STEPS", "compute_aggregates", "load_aggregates",
     "write_aggregates", "to_arrow",
 ]

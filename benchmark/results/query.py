@@ -18,8 +18,7 @@ the same filesystem the writers use (DuckDB's httpfs extension needs a download)
 from __future__ import annotations
 
 import io
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Sequence
 
@@ -53,7 +52,6 @@ class Results:
     manifest: dict[str, Any]
     committed: dict[int, dict]
     failed: dict[int, dict]
-    opened_at: float = field(default_factory=time.time)
 
     # -- what the output holds ---------------------------------------------------------------
     @property

@@ -21,9 +21,7 @@ from benchmark.results.query import ResultsError, open_results
 from benchmark.results.statistics import BootstrapSettings
 
 from .conftest import IMAGES, METHODS
-from .fakes import (
-    activation_rows, fake_output, image_ids, logit_rows, occlusion_rows, randomization_rows, shards_row, write_manifest,
-)
+from .fakes import activation_rows, fake_output, logit_rows, occlusion_rows, randomization_rows, write_manifest
 
 GROUP = ["model", "dataset", "method", "reduction", "mode", "stage", "metric", "normalization", "absolute"]
 

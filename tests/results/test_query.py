@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from benchmark.cli.main import main
 from benchmark.results import OutputStore, read_table
-from benchmark.results.query import ResultsError, open_results
+from benchmark.results.query import open_results
 
 from .conftest import IMAGES, METHODS, SEEDS, STAGES
 from .fakes import fake_output, randomization_rows

@@ -127,3 +127,10 @@ def test_commands_on_empty_and_unstarted_outputs(tmp_path, command, capsys) -> N
     else:
         assert code == 2 and "0 of 3 shards committed" in captured.err and f"nothing to {command}" in captured.err
     assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("command", [[], ["query"], ["aggregate"], ["plot"], ["report"]])
+def test_help_of_every_command(command, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0 and "usage: benchmark" in capsys.readouterr().out
