@@ -14,6 +14,10 @@ COMMAND_MODULES = (
     "benchmark.cli.bench",
     "benchmark.cli.fixtures",
     "benchmark.cli.finetune",
+    "benchmark.cli.query",
+    "benchmark.cli.aggregate",
+    "benchmark.cli.plot",
+    "benchmark.cli.report",
 )
 
 
@@ -27,8 +31,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..data import AnnotationError
     from ..engine.manifest import ResumeRefused
     from ..models import WeightsUnavailable
+    from ..results import SchemaVersionError
+    from ..results.query import ResultsError
 
-    return (UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError)
+    return (
+        UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError,
+        SchemaVersionError, ResultsError,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

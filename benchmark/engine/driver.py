@@ -19,7 +19,7 @@ from ..config import JobSpec, SpecError, spec_hash
 from ..data import build_dataset, select_records
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
-from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table
+from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
 from ..results.store import COMMITS, FAILURES, MANIFEST
 from ..results.writer import SHARD_TABLES
 from .manifest import ResumeRefused, check_resume, new_manifest
@@ -102,6 +102,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False) ->
         shard_plan=describe_shards(tasks, spec.dataset.shard_size),
         randomization_plan=randomization_plan,
     )
+    validate_manifest(manifest)
     store.write_json(MANIFEST, manifest)
     committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
     pending = [task for task in tasks if task.shard not in committed]
@@ -128,6 +129,7 @@ def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict
         shards_committed=len(committed),
         shards_total=len(state.tasks),
     )
+    validate_manifest(manifest)
     state.store.write_json(MANIFEST, manifest)
     return manifest
 

@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from ..config import JobSpec, science_dict, spec_differences, spec_hash
-from ..results.schema import SCHEMA_VERSION
+from ..results.schema import SCHEMA_VERSION, check_version
 
 LIBRARIES = (
     "benchmark", "torch", "torchvision", "zennit", "efficientnet_pytorch", "numpy", "scikit-image",
@@ -52,7 +52,8 @@ def new_manifest(spec: JobSpec, previous: dict[str, Any] | None = None, **sectio
 
 
 def check_resume(previous: dict[str, Any], spec: JobSpec) -> None:
-    """Refuse to mix results of two different specs in one output."""
+    """Refuse to mix results of two different specs, or of two schema versions, in one output."""
+    check_version(previous.get("schema_version"), "the output's manifest.json", previous.get("versions", {}).get("benchmark"))
     if previous.get("spec_hash") == spec_hash(spec):
         return
     changes = spec_differences(previous.get("science", {}), science_dict(spec))

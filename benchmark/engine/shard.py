@@ -79,17 +79,23 @@ class ShardRunner:
         """Decoded batches, the next one decoded in a background thread while this one computes."""
         return prefetch_batches(self.dataset, records, self.preprocess, self.spec.runtime.batch_size)
 
+    def _save_maps(self, task: ShardTask) -> frozenset[str]:
+        """Ids of this shard's images among the run's first ``runtime.save_maps`` (canonical order)."""
+        end = self.spec.dataset.offset + self.spec.runtime.save_maps
+        return frozenset(r.image_id for i, r in enumerate(task.records) if task.start + i < end)
+
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
         started = time.perf_counter()
         parts: dict[str, list[pa.Table]] = defaultdict(list)
         errors: list[LoadError] = []
         images = 0
+        save_maps = self._save_maps(task)
         for batch, batch_errors in self._batches(task.records):
             errors.extend(batch_errors)
             if batch is None:
                 continue
             images += len(batch)
-            for name, table in self.evaluator.evaluate(batch, task.shard).items():
+            for name, table in self.evaluator.evaluate(batch, task.shard, save_maps).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started
         tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}

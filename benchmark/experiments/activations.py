@@ -133,6 +133,7 @@ class ActivationStatistics:
                 "image_id": axis_column(image_ids, images, pa.string()),
                 "layer": axis_column(self.layers, layers, pa.string()),
                 "layer_index": pa.array(layers.astype(np.int32)),
+                "levels": list_column(np.tile(np.asarray(QUANTILES, dtype=np.float32), (count, 1))),
                 "quantiles": list_column(quantiles.reshape(count, len(QUANTILES))),
                 "nonpositive": pa.array(nonpositive.ravel().astype(np.float64)),
                 "shard": pa.array(np.full(count, shard, dtype=np.int32)),

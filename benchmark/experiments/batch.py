@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import numpy as np
 import pyarrow as pa
 import torch
 
@@ -23,7 +24,8 @@ from .context import BatchState
 from .faithfulness import FaithfulnessCheck
 from .kept_features import KeptFeatureExplanation
 from .logits import LogitPreservation
-from .randomization_check import RandomizationCheck, explain
+from .randomization_check import RandomizationCheck, RandomizationGrid, explain
+from .saved_maps import maps_table
 from .skip_path import SkipPathDecomposition
 from .targets import reference_targets
 
@@ -55,8 +57,11 @@ class BatchEvaluator:
                 KeptFeatureExplanation(kept, spec.metrics, model, self.methods, *walk, r.target, chunk, r.split_after)
             )
 
-    def evaluate(self, batch: ImageBatch, shard: int) -> dict[str, pa.Table]:
+    def evaluate(self, batch: ImageBatch, shard: int, save_maps: frozenset[str] = frozenset()) -> dict[str, pa.Table]:
+        """The batch's tables; ``save_maps``: ids of images whose maps go to the ``maps`` table too."""
         batch = batch.to(self.model.device)
+        kept = [i for i, image_id in enumerate(batch.image_ids) if image_id in save_maps]
+        keep = torch.tensor(kept, dtype=torch.long, device=self.model.device) if kept else None
         inputs = self.model.normalize(batch.pixels)
         with torch.no_grad(), (self.activations.capture() if self.activations else nullcontext()):
             logits = self.model.module(inputs)
@@ -68,11 +73,43 @@ class BatchEvaluator:
         if self.spec.occlusion.enabled:
             curves = self.faithfulness.run(batch.pixels, reference_maps, targets)
             tables["occlusion"] = self.faithfulness.table(curves, batch.image_ids, targets, shard)
+        grid = None
         if self.spec.randomization.enabled and self.plan.stages:
-            grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps)
+            grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps, keep)
             tables["randomization"] = self.randomization.table(grid, batch.image_ids, shard)
-        state = BatchState(batch.image_ids, inputs, targets, logits, reference_maps, shard)
+        if keep is not None:
+            tables["maps"] = self._maps(batch, kept, keep, reference_maps, targets, grid, shard)
+        state = BatchState(batch.image_ids, inputs, targets, logits, reference_maps, shard, keep)
         for experiment in self.experiments:
             for name, table in experiment.evaluate(state).items():
                 tables[name] = pa.concat_tables([tables[name], table]) if name in tables else table
         return tables
+
+    def _maps(
+        self,
+        batch: ImageBatch,
+        kept: list[int],
+        keep: torch.Tensor,
+        reference_maps: list[torch.Tensor],
+        targets: torch.Tensor,
+        grid: RandomizationGrid | None,
+        shard: int,
+    ) -> pa.Table:
+        """The ``maps`` rows of the kept images (their stage maps were kept by the randomization check)."""
+
+        def host(tensor: torch.Tensor) -> np.ndarray:
+            return tensor.index_select(0, keep).cpu().numpy()
+
+        return maps_table(
+            [batch.image_ids[i] for i in kept],
+            pixels=host(batch.pixels.float()),
+            reference=np.stack([host(maps.float()) for maps in reference_maps]),
+            reference_targets=host(targets),
+            stage_maps=None if grid is None else grid.maps,
+            stage_targets=None if grid is None else grid.targets[:, :, kept],
+            methods=self.methods,
+            seeds=list(self.spec.randomization.seeds),
+            stages=[stage.index for stage in self.plan.stages],
+            mode=self.plan.mode,
+            shard=shard,
+        )

@@ -15,3 +15,4 @@ class BatchState:
     logits: torch.Tensor  # [N, classes] of the trained model
     reference_maps: list[torch.Tensor]  # every method's stage-0 maps [N, H, W], in the job's method order
     shard: int
+    saved: torch.Tensor | None = None  # indices of the images whose arrays are saved (runtime.save_maps)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from ..attribution import AttributionContext, reduce_channels
+from ..attribution import AttributionContext, AttributionMethod, reduce_channels
 from ..attribution.backward import tiles
 from ..attribution.lrp import LRP, build_composite
 from ..config.spec import KeptActivationSpec, MetricsSpec
@@ -92,7 +92,7 @@ class KeptFeatureExplanation:
         self.model, self.plan, self.seeds, self.randomizer = model, plan, list(seeds), randomizer
         self.target_policy, self.chunk_size = target_policy, chunk_size
         self.comparer = MapComparer(metrics)
-        self.maps = MapRows("kept_features", spec.map_size) if spec.save_maps else None
+        self.maps = MapRows("kept_features", spec.map_size, plan.mode) if spec.save_maps else None
 
     def run(
         self, inputs: Tensor, image_ids: list[str], targets: Tensor, reference_maps: list[Tensor]
@@ -103,7 +103,7 @@ class KeptFeatureExplanation:
             relevance = layer_relevance(self.model, method, inputs, self.layer, self.chunk_size)
             maps = reduce_channels(relevance, method.reduction)
             kept.append(self.comparer.prepare(maps))
-            self._keep(maps, method.id, None, 0, "kept")
+            self._keep(maps, method, None, 0, "kept")
         output = [reference_maps[i] for i in self.positions]
         values = [self._compare(kept, output, None, 0)]
         states: list[tuple[int | None, int]] = [(None, 0)]
@@ -125,10 +125,10 @@ class KeptFeatureExplanation:
 
     def _compare(self, kept: list, output: list[Tensor], seed: int | None, stage: int) -> Tensor:
         for method, maps in zip(self.methods, output):
-            self._keep(maps, method.id, seed, stage, "output")
+            self._keep(maps, method, seed, stage, "output")
         return torch.stack([self.comparer.compare(ref, maps)[0] for ref, maps in zip(kept, output)])
 
-    def _keep(self, maps: Tensor, method: str, seed: int | None, stage: int, component: str) -> None:
+    def _keep(self, maps: Tensor, method: AttributionMethod, seed: int | None, stage: int, component: str) -> None:
         if self.maps is not None:
             self.maps.add(maps, method, seed, stage, component)
 

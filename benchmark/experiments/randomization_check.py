@@ -25,11 +25,13 @@ from .targets import needs_stage_forward, stage_targets
 
 @dataclass
 class RandomizationGrid:
-    """values/bounds[seed, stage, method, comparison, image] and targets[seed, stage, image], on the host."""
+    """values/bounds[seed, stage, method, comparison, image] and targets[seed, stage, image], on the host;
+    maps[seed, stage, method, kept image, H, W] of the images asked to be kept (runtime.save_maps), else None."""
 
     values: np.ndarray
     bounds: np.ndarray
     targets: np.ndarray
+    maps: np.ndarray | None = None
 
 
 def explain(
@@ -61,10 +63,16 @@ class RandomizationCheck:
         self.randomizer = Randomizer(model.module)
 
     def run(
-        self, inputs: torch.Tensor, image_ids: list[str], reference_targets: torch.Tensor, reference_maps: list
+        self,
+        inputs: torch.Tensor,
+        image_ids: list[str],
+        reference_targets: torch.Tensor,
+        reference_maps: list,
+        keep: torch.Tensor | None = None,
     ) -> RandomizationGrid:
+        """``keep``: batch indices of images whose stage maps are returned too (runtime.save_maps)."""
         prepared = [self.comparer.prepare(maps) for maps in reference_maps]
-        values, bounds, targets = [], [], []
+        values, bounds, targets, kept = [], [], [], []
         try:
             for seed in self.spec.seeds:
                 for stage in self.plan.stages:
@@ -81,6 +89,8 @@ class RandomizationCheck:
                         value, bound = self.comparer.compare(reference, maps)
                         values.append(value)
                         bounds.append(bound)
+                        if keep is not None:
+                            kept.append(maps.index_select(0, keep))
                     targets.append(target)
                 self.randomizer.restore()
         finally:
@@ -91,6 +101,7 @@ class RandomizationCheck:
             values=torch.stack(values).reshape(shape).cpu().numpy(),
             bounds=torch.stack(bounds).reshape(shape).cpu().numpy(),
             targets=torch.stack(targets).reshape(seeds, stages, len(image_ids)).cpu().numpy(),
+            maps=torch.stack(kept).reshape(seeds, stages, methods, *kept[0].shape).cpu().numpy() if kept else None,
         )
 
     def table(self, grid: RandomizationGrid, image_ids: list[str], shard: int) -> pa.Table:

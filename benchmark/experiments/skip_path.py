@@ -108,7 +108,7 @@ class SkipPathDecomposition:
             similarities=["ssim", "spearman"], normalizations=["second_moment"], absolute=[False], ssim=metrics.ssim
         )
         self.comparer = MapComparer(similarity)
-        self.maps = MapRows("skip_path", spec.map_size) if spec.save_maps else None
+        self.maps = MapRows("skip_path", spec.map_size, plan.mode) if spec.save_maps else None
 
     def components(self, method: LRP, inputs: Tensor, targets: Tensor) -> Tensor:
         """Input relevance through the skip and through the residual branch, [2, N, C, H, W]."""
@@ -129,7 +129,7 @@ class SkipPathDecomposition:
             maps = [reduce_channels(part, method.reduction) for part in (skip, residual, total)]
             if self.maps is not None:
                 for component, part in zip(COMPONENTS, maps):
-                    self.maps.add(part, method.id, seed, stage, component)
+                    self.maps.add(part, method, seed, stage, component)
             if reference is None:
                 prepared.append([self.comparer.prepare(part) for part in maps])
                 nan = torch.full((3, inputs.shape[0]), float("nan"), dtype=torch.float64, device=inputs.device)

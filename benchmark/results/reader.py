@@ -8,7 +8,7 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import table_schema
+from .schema import check_version, metadata_version, table_schema
 from .store import COMMITS, FAILURES, OutputStore
 
 _MARKER = re.compile(r"shard-(\d+)\.json$")
@@ -33,6 +33,8 @@ def _markers(store: OutputStore, folder: str) -> dict[int, dict]:
         if match:
             marker = store.read_json(relative)
             if marker is not None:
+                if "schema_version" in marker:  # markers of the first release carry none: v1
+                    check_version(marker["schema_version"], store.display(relative))
                 markers[int(match.group(1))] = marker
     return markers
 
@@ -53,6 +55,9 @@ def read_table(store: OutputStore, table: str, markers: dict[int, dict] | None =
     pieces = []
     for relative in committed_files(store, table, markers):
         piece = pq.read_table(io.BytesIO(store.read_bytes(relative) or b""))
+        found = metadata_version(piece.schema.metadata)
+        if found is not None:
+            check_version(found, store.display(relative))
         values = dict(_PARTITION.findall(relative))
         for key in schema.partition:
             piece = piece.append_column(key, pa.array([values[key]] * piece.num_rows, pa.string()))

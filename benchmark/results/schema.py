@@ -22,6 +22,10 @@ class SchemaError(ValueError):
     """A table does not match its declared schema."""
 
 
+class SchemaVersionError(SchemaError):
+    """An output was written with another version of ``results_schema/`` than this code reads."""
+
+
 @dataclass(frozen=True)
 class TableSchema:
     name: str
@@ -81,7 +85,87 @@ def table_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:
 
 
 def table_names(version: int = SCHEMA_VERSION) -> list[str]:
+    """The tables a run writes (one Parquet dataset each), without the manifest and aggregates."""
     return sorted(p.stem for p in (SCHEMA_ROOT / f"v{version}").glob("*.json") if p.stem != "manifest")
+
+
+AGGREGATES = "aggregates"
+
+
+def aggregate_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:
+    """Schema of an aggregate table (``<out>/aggregates/<name>.parquet``)."""
+    return table_schema(f"{AGGREGATES}/{name}", version)
+
+
+def aggregate_names(version: int = SCHEMA_VERSION) -> list[str]:
+    return sorted(p.stem for p in (SCHEMA_ROOT / f"v{version}" / AGGREGATES).glob("*.json"))
+
+
+@lru_cache(maxsize=None)
+def manifest_schema(version: int = SCHEMA_VERSION) -> dict:
+    """The JSON Schema of ``manifest.json``."""
+    return json.loads((SCHEMA_ROOT / f"v{version}" / "manifest.json").read_text())
+
+
+def validate_manifest(manifest: dict) -> None:
+    """Raise ``SchemaError`` naming the first offending key when the manifest breaks its schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise SchemaError(f"manifest.json: {where}: {error.message}")
+
+
+def check_version(found: object, where: str, written_by: str | None = None) -> None:
+    """Refuse to read data of another schema version, saying which and what to do about it.
+
+    ``found`` is the ``schema_version`` recorded with the data (manifest, commit marker, Parquet
+    metadata); ``written_by`` the benchmark version that wrote it, when known.
+    """
+    try:
+        version = int(found)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SchemaVersionError(
+            f"{where}: no valid schema_version ({found!r}); it was not written by benchmark, or is damaged"
+        ) from None
+    if version == SCHEMA_VERSION:
+        return
+    ours = _own_version()
+    by = f" by benchmark {written_by}" if written_by else ""
+    if version < SCHEMA_VERSION:
+        advice = (
+            f"read it with the benchmark version that wrote it (pip install 'benchmark=={written_by}')"
+            if written_by
+            else "read it with the older benchmark release that wrote it"
+        )
+        raise SchemaVersionError(
+            f"{where} was written{by} with results schema v{version}, older than the v{SCHEMA_VERSION} this "
+            f"benchmark ({ours}) reads: {advice}, or recompute it with this version "
+            "(benchmark run JOB.yaml --out NEW_FOLDER, or --new-run on the same folder)"
+        )
+    raise SchemaVersionError(
+        f"{where} was written{by} with results schema v{version}, newer than the v{SCHEMA_VERSION} this "
+        f"benchmark ({ours}) reads: upgrade benchmark"
+        + (f" to {written_by} or later" if written_by else "")
+        + " to read it"
+    )
+
+
+def metadata_version(metadata: dict[bytes, bytes] | None) -> str | None:
+    """The schema version stored in a Parquet file's key-value metadata (see ``TableSchema.arrow``)."""
+    value = (metadata or {}).get(b"schema_version")
+    return value.decode() if value is not None else None
+
+
+def _own_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("benchmark")
+    except metadata.PackageNotFoundError:
+        return "unknown version"
 
 
 def conform(table: pa.Table, schema: TableSchema, partition_values: dict[str, str]) -> pa.Table:

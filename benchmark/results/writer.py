@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import conform, table_schema
+from .schema import SCHEMA_VERSION, conform, table_schema
 from .store import COMMITS, FAILURES, OutputStore
 
 SHARD_TABLES = (
@@ -65,7 +65,7 @@ class ShardWriter:
                 files[name] = {"path": path, "rows": tables[name].num_rows}
             else:
                 self.store.delete(path)
-        marker = {"shard": shard, "files": files, "committed_at": time.time(), **info}
+        marker = {"shard": shard, "files": files, "committed_at": time.time(), "schema_version": SCHEMA_VERSION, **info}
         self.store.write_json(marker_path(shard), marker)
         self.store.delete(failure_path(shard))
         return marker
@@ -75,6 +75,12 @@ class ShardWriter:
         uncommitted, so a resume tries it again."""
         path = part_path("errors", self.partition, shard)
         self.store.write_bytes(path, parquet_bytes(conform(errors, table_schema("errors"), self.partition)))
-        marker = {"shard": shard, "files": {"errors": {"path": path, "rows": errors.num_rows}}, "failed_at": time.time(), **info}
+        marker = {
+            "shard": shard,
+            "files": {"errors": {"path": path, "rows": errors.num_rows}},
+            "failed_at": time.time(),
+            "schema_version": SCHEMA_VERSION,
+            **info,
+        }
         self.store.write_json(failure_path(shard), marker)
         return marker

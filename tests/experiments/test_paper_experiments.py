@@ -24,6 +24,8 @@ from benchmark.attribution import AttributionContext, build_method, reduce_chann
 from benchmark.attribution.lrp import base_layer_map
 from benchmark.config.spec import KeptActivationSpec, LRPSpec, MetricsSpec, SkipPathSpec
 from benchmark.experiments.kept_features import KeptFeatureExplanation, layer_relevance
+from benchmark.experiments.context import BatchState
+from benchmark.results.maps import decode_map
 from benchmark.experiments.logits import LogitPreservation, pearson, spearman_rows
 from benchmark.experiments.skip_path import SkipPathDecomposition, residual_sum
 from benchmark.models.randomization import Randomizer, build_plan
@@ -78,9 +80,10 @@ def test_logit_preservation_per_seed_and_layer(resnet18) -> None:
     before = state_of(module)
     with torch.no_grad():
         reference = module(inputs)
-    pearson_values, spearman_values = experiment.run(inputs, reference)
+    saved = torch.tensor([2])  # the arrays of image 2 are saved (runtime.save_maps)
+    grid = experiment.run(inputs, reference, saved)
     assert_restored(module, before)
-    assert pearson_values.shape == (2, 2, 3)
+    assert grid.pearson.shape == (2, 2, 3) and grid.saved_after.shape == (2, 2, 1, reference.shape[1])
     # by hand: randomize layer4.1.conv2 with seed 1 and correlate
     randomizer = Randomizer(module)
     randomizer.randomize(["layer4.1.conv2"], 1)
@@ -88,13 +91,20 @@ def test_logit_preservation_per_seed_and_layer(resnet18) -> None:
         after = module(inputs)
     randomizer.restore()
     for image in range(3):
-        assert pearson_values[1, 0, image] == pytest.approx(stats.pearsonr(reference[image], after[image])[0], rel=1e-6)
+        assert grid.pearson[1, 0, image] == pytest.approx(stats.pearsonr(reference[image], after[image])[0], rel=1e-6)
         expected = stats.spearmanr(reference[image], after[image])[0]
-        assert spearman_values[1, 0, image] == pytest.approx(expected, rel=1e-6)
-    table = experiment.table((pearson_values, spearman_values), keys(3), shard=2)
+        assert grid.spearman[1, 0, image] == pytest.approx(expected, rel=1e-6)
+    state = BatchState(keys(3), inputs, reference.argmax(1), reference, [], 2, saved)
+    table = experiment.table(grid, state, plan.mode)
     conform(table, table_schema("logits"), PARTITION)
     rows = table.to_pandas()
     assert len(rows) == 12 and rows[rows.stage == 2].layers.map(list).eq([["fc"]] * 6).all()
+    # the logit vectors of the saved image only, before and after, for the Fig. 5 scatter
+    with_vectors = rows[rows.logits_before.notna()]
+    assert sorted(with_vectors.image_id) == [keys(3)[2]] * 4
+    row = with_vectors[(with_vectors.seed == 1) & (with_vectors.stage == 1)].iloc[0]
+    assert np.allclose(row.logits_before, reference[2].numpy(), atol=1e-6)
+    assert np.allclose(row.logits_after, after[2].numpy(), atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------
@@ -141,7 +151,14 @@ def test_skip_path_rows_shares_and_maps(resnet18) -> None:
     assert (parts.count() == 2).all() and (rows[rows.component == "total"].share == 1).all()
     assert rows[rows.stage == 0].ssim.isna().all() and rows[rows.stage == 1].ssim.notna().all()
     maps = tables["maps"].to_pandas()
-    assert len(maps) == len(rows) and (maps.height == 4).all() and maps["values"].map(len).eq(16).all()
+    assert len(maps) == len(rows) and maps["shape"].map(list).eq([[4, 4]] * len(maps)).all()
+    assert (maps.experiment == "skip_path").all() and (maps.kind == "map").all()
+    # decoded (scaled float16) maps: skip + residual = total, per image, method and state
+    decoded = maps.assign(array=[decode_map(v, s, c) for v, s, c in zip(maps["values"], maps["shape"], maps.scale)])
+    for _, group in decoded.fillna({"seed": -1}).groupby(["image_id", "method", "stage", "seed"]):
+        part = {row.component: row.array for row in group.itertuples()}
+        scale = np.abs(part["total"]).max()
+        np.testing.assert_allclose(part["skip"] + part["residual"], part["total"], atol=2e-3 * scale)
 
 
 def test_blocks_without_a_residual_sum_are_refused(resnet18) -> None:

@@ -1,0 +1,331 @@
+"""``benchmark aggregate``: the run's tables reduced to what the paper reports, with CIs.
+
+Written to ``<out>/aggregates/<name>.parquet`` (and ``.csv``), each against its schema in
+``results_schema/v*/aggregates/``, plus ``_meta.json`` naming the committed shards they cover:
+
+- ``randomization_stats``: per model, dataset, method, reduction, mode, stage, metric,
+  normalization and signed/abs: mean, std, count (and NaN count) and a bootstrap CI over
+  images (each image's value averaged over seeds first), with the mean Theorem 1/4 bound;
+- ``occlusion_curves`` / ``occlusion_scores``: the mean occlusion curve with its band, and the
+  mean auc/aopc, per kernel and method;
+- ``rankings`` and ``rank_agreement``: methods ranked by the randomization check (per stage and
+  over all stages) and by occlusion faithfulness, and Kendall's tau between the two: the paper's
+  gap as one number (``headline``);
+- ``activation_stats`` and ``logit_stats`` when those tables have rows.
+
+Steps run in order and each sees the tables of the earlier ones (rankings need the stats), so
+another experiment adds its aggregate by appending a step to ``STEPS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tqdm import tqdm
+
+from .query import Results
+from .schema import AGGREGATES, SCHEMA_VERSION, aggregate_names, aggregate_schema, conform
+from .statistics import BootstrapSettings, image_stats, kendall_tau, rank
+from .writer import parquet_bytes
+
+META = f"{AGGREGATES}/_meta.json"
+# Which randomization scores rank a method first. A method "passes" the check when its map
+# changes a lot: low similarity (ssim, spearman), high distance (mse). Occlusion: low auc.
+BETTER = {"ssim": "lower", "spearman": "lower", "mse": "higher", "auc": "lower", "aopc": "higher"}
+PAPER_NORMALIZATION = "second_moment"
+# Aggregates written by code other than STEPS: kept (not deleted) when the STEPS are rerun.
+EXTERNAL: set[str] = set()
+
+
+@dataclass
+class Context:
+    results: Results
+    settings: BootstrapSettings
+    progress: bool
+    tables: dict[str, pd.DataFrame]
+
+    def chunks(self, table: str, keys: list[str], label: str) -> Iterable[dict[str, Any]]:
+        """The distinct values of ``keys`` in ``table``, one aggregation chunk each, with a progress bar."""
+        columns = ", ".join(f'"{k}"' for k in keys)
+        rows = self.results.sql(f"SELECT DISTINCT {columns} FROM {table} ORDER BY {columns}").to_pylist()
+        return tqdm(rows, desc=label, unit="chunk", disable=not self.progress or not rows, file=sys.stderr, leave=False)
+
+
+Step = Callable[[Context], dict[str, pd.DataFrame]]
+
+
+def _where(chunk: dict[str, Any]) -> tuple[str, list[Any]]:
+    return " AND ".join(f'"{k}" = ?' for k in chunk), list(chunk.values())
+
+
+def randomization_step(context: Context) -> dict[str, pd.DataFrame]:
+    if not context.results.count("randomization"):
+        return {}
+    keys = ["method", "reduction", "mode", "stage"]
+    pieces = []
+    for chunk in context.chunks("randomization", ["model", "dataset", "metric", "normalization", "absolute"], "randomization"):
+        where, params = _where(chunk)
+        frame = context.results.sql(
+            f"""SELECT method, reduction, mode, stage, image_id,
+                       avg(value) FILTER (WHERE NOT isnan(value)) AS value,
+                       avg(bound) FILTER (WHERE NOT isnan(bound)) AS bound,
+                       count(DISTINCT seed) AS seeds
+                FROM randomization WHERE {where} GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        extra = frame.groupby(keys).agg(bound_mean=("bound", "mean"), seeds=("seeds", "max")).reset_index()
+        pieces.append(stats.merge(extra, on=keys).assign(**chunk))
+    layers = context.results.sql(
+        "SELECT model, dataset, mode, stage, any_value(layers) AS layers FROM randomization GROUP BY ALL"
+    ).to_pandas()
+    stats = pd.concat(pieces, ignore_index=True).merge(layers, on=["model", "dataset", "mode", "stage"])
+    return {"randomization_stats": stats}
+
+
+def occlusion_step(context: Context) -> dict[str, pd.DataFrame]:
+    if not context.results.count("occlusion"):
+        return {}
+    keys = ["method", "reduction"]
+    curves, scores = [], []
+    for chunk in context.chunks("occlusion", ["model", "dataset", "kernel"], "occlusion"):
+        where, params = _where(chunk)
+        points = context.results.sql(
+            f"""SELECT method, reduction, image_id, generate_subscripts(curve, 1) - 1 AS step,
+                       unnest(curve)::DOUBLE AS value, unnest(logit_curve)::DOUBLE AS logit
+                FROM occlusion WHERE {where}""",
+            params,
+        ).to_pandas()
+        stats = image_stats(points, keys + ["step"], context.settings)
+        logit = points.groupby(keys + ["step"]).logit.mean().rename("logit_mean").reset_index()
+        curves.append(stats.merge(logit, on=keys + ["step"]).assign(**chunk))
+        summary = context.results.sql(
+            f"""SELECT method, reduction, image_id, score, value FROM occlusion
+                UNPIVOT (value FOR score IN (auc, aopc)) WHERE {where}""",
+            params,
+        ).to_pandas()
+        scores.append(image_stats(summary, keys + ["score"], context.settings).assign(**chunk))
+    return {
+        "occlusion_curves": pd.concat(curves, ignore_index=True),
+        "occlusion_scores": pd.concat(scores, ignore_index=True),
+    }
+
+
+def ranking_step(context: Context) -> dict[str, pd.DataFrame]:
+    """Rankings of the randomization check and of faithfulness, and Kendall's tau between them."""
+    stats = context.tables.get("randomization_stats")
+    scores = context.tables.get("occlusion_scores")
+    pieces = []
+    if stats is not None:
+        per_stage = stats[["model", "dataset", "mode", "stage", "metric", "normalization", "absolute", "method", "mean"]]
+        overall = (
+            per_stage.groupby(["model", "dataset", "mode", "metric", "normalization", "absolute", "method"])["mean"]
+            .mean()
+            .reset_index()
+            .assign(stage=pd.NA)
+        )
+        randomization = pd.concat([per_stage, overall], ignore_index=True).rename(columns={"mean": "score"})
+        pieces.append(_ranked(randomization.assign(check="randomization", kernel=pd.NA),
+                              ["model", "dataset", "mode", "stage", "metric", "normalization", "absolute"]))
+    if scores is not None:
+        faithfulness = scores.rename(columns={"mean": "score", "score": "metric"})[
+            ["model", "dataset", "kernel", "metric", "method", "score"]
+        ]
+        pieces.append(_ranked(faithfulness.assign(check="faithfulness", mode=pd.NA, stage=pd.NA,
+                                                  normalization=pd.NA, absolute=pd.NA),
+                              ["model", "dataset", "kernel", "metric"]))
+    if not pieces:
+        return {}
+    rankings = pd.concat(pieces, ignore_index=True)
+    tables = {"rankings": rankings}
+    if stats is not None and scores is not None:
+        tables["rank_agreement"] = _agreement(rankings)
+    return tables
+
+
+def _ranked(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    frame = frame[frame["score"].notna()].copy()
+    frame["better"] = frame["metric"].map(BETTER)
+    frame["rank"] = np.nan
+    for _, index in frame.groupby(keys, dropna=False).groups.items():
+        group = frame.loc[index]
+        frame.loc[index, "rank"] = rank(group["score"].to_numpy(np.float64), group["better"].iloc[0])
+    return frame
+
+
+def _agreement(rankings: pd.DataFrame) -> pd.DataFrame:
+    checks = rankings[rankings.check == "randomization"]
+    faithful = rankings[(rankings.check == "faithfulness") & (rankings.metric == "auc")]
+    keys = ["model", "dataset", "mode", "stage", "metric", "normalization", "absolute"]
+    rows = []
+    for key, check in checks.groupby(keys, dropna=False):
+        model, dataset = key[0], key[1]
+        for kernel, occlusion in faithful[(faithful.model == model) & (faithful.dataset == dataset)].groupby("kernel"):
+            both = check.merge(occlusion, on="method", suffixes=("", "_f"))
+            tau, p_value = kendall_tau(both["rank"].to_numpy(), both["rank_f"].to_numpy())
+            rows.append({**dict(zip(keys, key)), "faithfulness_metric": "auc", "kernel": kernel,
+                         "methods": len(both), "tau": tau, "p_value": p_value})
+    agreement = pd.DataFrame(rows)
+    if agreement.empty:
+        return agreement
+    agreement["headline"] = False
+    for _, group in agreement.groupby(["model", "dataset", "mode"]):
+        headline = group[(group.metric == "ssim") & group.stage.isna() & (group.kernel == group.kernel.max())]
+        headline = _prefer(headline, "normalization", PAPER_NORMALIZATION)
+        headline = _prefer(headline, "absolute", False)
+        agreement.loc[headline.index[:1], "headline"] = True
+    return agreement
+
+
+def _prefer(frame: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
+    chosen = frame[frame[column] == value]
+    return chosen if not chosen.empty else frame.sort_values(column)
+
+
+def activation_step(context: Context) -> dict[str, pd.DataFrame]:
+    if not context.results.count("activations"):
+        return {}
+    keys = ["layer", "layer_index"]
+    pieces = []
+    for chunk in context.chunks("activations", ["model", "dataset"], "activations"):
+        where, params = _where(chunk)
+        frame = context.results.sql(
+            f"SELECT layer, layer_index, image_id, nonpositive AS value, levels, quantiles FROM activations WHERE {where}",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        quantiles = frame.groupby(keys).agg(
+            levels=("levels", "first"),
+            quantiles_mean=("quantiles", lambda q: list(np.nanmean(np.stack(q.to_numpy()).astype(np.float64), axis=0))),
+        ).reset_index()
+        pieces.append(stats.merge(quantiles, on=keys).assign(**chunk))
+    return {"activation_stats": pd.concat(pieces, ignore_index=True)}
+
+
+def logit_step(context: Context) -> dict[str, pd.DataFrame]:
+    if not context.results.count("logits"):
+        return {}
+    keys = ["mode", "stage", "metric"]
+    pieces = []
+    for chunk in context.chunks("logits", ["model", "dataset"], "logits"):
+        where, params = _where(chunk)
+        frame = context.results.sql(
+            f"""SELECT mode, stage, metric, image_id,
+                       avg(value) FILTER (WHERE NOT isnan(value)) AS value, count(DISTINCT seed) AS seeds
+                FROM (FROM logits UNPIVOT (value FOR metric IN (pearson, spearman)) WHERE {where}) GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        seeds = frame.groupby(keys).seeds.max().reset_index()
+        pieces.append(stats.merge(seeds, on=keys).assign(**chunk))
+    layers = context.results.sql(
+        "SELECT model, dataset, mode, stage, any_value(layers) AS layers FROM logits GROUP BY ALL"
+    ).to_pandas()
+    return {"logit_stats": pd.concat(pieces, ignore_index=True).merge(layers, on=["model", "dataset", "mode", "stage"])}
+
+
+STEPS: list[Step] = [randomization_step, occlusion_step, ranking_step, activation_step, logit_step]
+
+
+# -- running, writing, reading -------------------------------------------------------------------
+def compute_aggregates(
+    results: Results, settings: BootstrapSettings = BootstrapSettings(), progress: bool = False
+) -> dict[str, pa.Table]:
+    """Every aggregate the run's committed rows allow, as Arrow tables in their schemas."""
+    results.require_committed("aggregate")
+    context = Context(results, settings, progress, {})
+    for step in STEPS:
+        context.tables.update(step(context))
+    return {name: to_arrow(name, frame) for name, frame in context.tables.items()}
+
+
+def to_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
+    """A DataFrame in an aggregate's schema (column order, types; NaN -> null where nullable)."""
+    schema = aggregate_schema(name)
+    columns = []
+    for field in schema.arrow:
+        values = frame[field.name] if field.name in frame else pd.Series([None] * len(frame), dtype=object)
+        if pa.types.is_floating(field.type):
+            data = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            columns.append(pa.array(data, field.type, mask=np.isnan(data) if field.nullable else None))
+        else:
+            columns.append(pa.array([None if _missing(v) else _plain(v) for v in values], field.type))
+    return conform(pa.Table.from_arrays(columns, schema=schema.arrow), schema, {})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def signature(results: Results) -> str:
+    """Identifies the committed shards aggregates were computed from (to spot stale ones)."""
+    marks = sorted((shard, marker.get("committed_at")) for shard, marker in results.committed.items())
+    return hashlib.sha256(json.dumps([results.manifest.get("spec_hash"), marks]).encode()).hexdigest()[:16]
+
+
+def write_aggregates(results: Results, tables: dict[str, pa.Table], settings: BootstrapSettings) -> dict[str, Any]:
+    """Parquet (and CSV) per aggregate, then ``_meta.json``; stale aggregates of earlier runs removed."""
+    from .formatting import render
+
+    for name in aggregate_names():
+        if name in tables:
+            results.store.write_bytes(f"{AGGREGATES}/{name}.parquet", parquet_bytes(tables[name]))
+            results.store.write_bytes(f"{AGGREGATES}/{name}.csv", render(tables[name], "csv").encode())
+        elif name not in EXTERNAL:
+            results.store.delete(f"{AGGREGATES}/{name}.parquet")
+            results.store.delete(f"{AGGREGATES}/{name}.csv")
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "signature": signature(results),
+        "spec_hash": results.manifest.get("spec_hash"),
+        "shards": sorted(results.committed),
+        "shards_planned": len(results.planned),
+        "complete": results.complete,
+        "bootstrap": settings.describe(),
+        "tables": {name: table.num_rows for name, table in tables.items()},
+        "created_at": time.time(),
+    }
+    results.store.write_json(META, meta)
+    results.__dict__.pop("connection", None)  # the next query sees the new aggregates as views
+    return meta
+
+
+def aggregates_meta(results: Results) -> dict[str, Any] | None:
+    return results.store.read_json(META)
+
+
+def load_aggregates(
+    results: Results, settings: BootstrapSettings | None = None, progress: bool = False, refresh: bool = False
+) -> tuple[dict[str, pa.Table], bool]:
+    """The aggregates, computed and written first when missing, stale or ``refresh``;
+    returns them and whether they were (re)computed now."""
+    meta = aggregates_meta(results)
+    current = meta is not None and meta.get("signature") == signature(results)
+    if current and not refresh:
+        return {name: table for name in aggregate_names() if (table := results.aggregate(name)) is not None}, False
+    settings = settings or BootstrapSettings()
+    tables = compute_aggregates(results, settings, progress)
+    write_aggregates(results, tables, settings)
+    return tables, True
+
+
+__all__ = [
+    "BETTER", "BootstrapSettings", "STEPS", "compute_aggregates", "load_aggregates",
+    "write_aggregates", "to_arrow",
+]

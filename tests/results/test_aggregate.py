@@ -1,0 +1,216 @@
+"""`benchmark aggregate`: every number against an independent reference (pandas groupby for
+means, numpy index resampling for CIs, scipy for tau), rankings on hand-made outputs whose
+answer is known, the written files against their schemas, and the messages for outputs
+that cannot be aggregated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+from benchmark.cli.main import main
+from benchmark.engine.shard import shard_failure_rows
+from benchmark.results import OutputStore, ShardWriter, aggregate_schema, read_table
+from benchmark.results.aggregate import compute_aggregates, load_aggregates
+from benchmark.results.query import ResultsError, open_results
+from benchmark.results.statistics import BootstrapSettings
+
+from .conftest import IMAGES, METHODS
+from .fakes import activation_rows, fake_output, logit_rows, occlusion_rows, randomization_rows, write_manifest
+
+GROUP = ["model", "dataset", "method", "reduction", "mode", "stage", "metric", "normalization", "absolute"]
+
+
+def aggregate_frame(out, name: str) -> pd.DataFrame:
+    return pq.read_table(out / "aggregates" / f"{name}.parquet").to_pandas()
+
+
+def test_randomization_stats_equal_pandas_over_seed_averaged_images(aggregated_run) -> None:
+    rows = read_table(OutputStore(str(aggregated_run)), "randomization").to_pandas()
+    per_image = rows.groupby(GROUP + ["image_id"]).agg(value=("value", "mean"), bound=("bound", "mean")).reset_index()
+    expected = per_image.groupby(GROUP).agg(mean=("value", "mean"), std=("value", "std"), count=("value", "count"),
+                                            bound_mean=("bound", "mean")).reset_index()
+    stats_ = aggregate_frame(aggregated_run, "randomization_stats").sort_values(GROUP).reset_index(drop=True)
+    expected = expected.sort_values(GROUP).reset_index(drop=True)
+    assert len(stats_) == len(expected) == len(METHODS) * 2 * 3 * 2 * 2
+    assert stats_[GROUP].astype(str).equals(expected[GROUP].astype(str))
+    assert np.allclose(stats_["mean"], expected["mean"]) and np.allclose(stats_["std"], expected["std"])
+    assert (stats_["count"] == IMAGES).all() and (stats_["seeds"] == 2).all() and (stats_["nans"] == 0).all()
+    assert np.allclose(stats_["bound_mean"].fillna(-1), expected["bound_mean"].fillna(-1))
+    assert stats_[stats_.metric == "spearman"].bound_mean.isna().all()
+    assert stats_[stats_.stage == 1].layers.map(list).eq([["fc"]] * (len(stats_) // 2)).all()
+
+
+def test_ci_equals_numpy_percentile_bootstrap_of_the_images(aggregated_run) -> None:
+    """Rebuild one CI with explicit index resampling (resamples=500, seed 0, as aggregated)."""
+    rows = read_table(OutputStore(str(aggregated_run)), "randomization").to_pandas()
+    stats_ = aggregate_frame(aggregated_run, "randomization_stats")
+    for _, row in stats_.sample(4, random_state=1).iterrows():
+        cell = rows[(rows[GROUP[2:]] == row[GROUP[2:]]).all(axis=1)]
+        values = cell.groupby("image_id").value.mean().sort_index().to_numpy()
+        indices = np.random.default_rng([0, len(values)]).integers(0, len(values), size=(500, len(values)))
+        low, high = np.percentile(values[indices].mean(axis=1), [2.5, 97.5])
+        assert row.ci_low == pytest.approx(low, abs=1e-12) and row.ci_high == pytest.approx(high, abs=1e-12)
+        assert row.ci_low <= row["mean"] <= row.ci_high
+
+
+def test_occlusion_curves_and_scores_equal_numpy(aggregated_run) -> None:
+    rows = read_table(OutputStore(str(aggregated_run)), "occlusion").to_pandas()
+    curves = aggregate_frame(aggregated_run, "occlusion_curves")
+    scores = aggregate_frame(aggregated_run, "occlusion_scores")
+    for (method, kernel), group in rows.groupby(["method", "kernel"]):
+        stacked = np.stack(group.curve.to_numpy())
+        mine = curves[(curves.method == method) & (curves.kernel == kernel)].sort_values("step")
+        assert list(mine.step) == list(range(7))
+        assert np.allclose(mine["mean"], stacked.mean(axis=0), atol=1e-7)
+        assert np.allclose(mine["std"], stacked.std(axis=0, ddof=1), atol=1e-7)
+        assert np.allclose(mine.logit_mean, np.stack(group.logit_curve.to_numpy()).mean(axis=0), atol=1e-5)
+        assert ((mine.ci_low <= mine["mean"] + 1e-12) & (mine["mean"] <= mine.ci_high + 1e-12)).all()
+        for score in ("auc", "aopc"):
+            value = scores[(scores.method == method) & (scores.kernel == kernel) & (scores.score == score)]
+            assert value["mean"].item() == pytest.approx(group[score].mean()) and value["count"].item() == IMAGES
+
+
+def test_written_files_match_schemas_and_meta(aggregated_run) -> None:
+    meta = json.loads((aggregated_run / "aggregates/_meta.json").read_text())
+    assert meta["bootstrap"] == {"resamples": 500, "confidence": 0.95, "seed": 0, "method": "percentile"}
+    assert meta["shards"] == [0, 1, 2] and meta["complete"]
+    for name, rows in meta["tables"].items():
+        table = pq.read_table(aggregated_run / "aggregates" / f"{name}.parquet")
+        schema = aggregate_schema(name)
+        assert table.schema.names == schema.arrow.names and table.num_rows == rows
+        assert all(table.schema.field(f.name).type.equals(f.type) for f in schema.arrow)
+        assert len(pd.read_csv(aggregated_run / "aggregates" / f"{name}.csv")) == rows
+    assert set(meta["tables"]) == {"randomization_stats", "occlusion_curves", "occlusion_scores", "rankings", "rank_agreement"}
+
+
+def known_ranking_output(folder, nan_images=()):
+    """Methods a..d: SSIM a<b<c<d (a passes the check best), MSE the same order, occlusion auc
+    d<c<b<a (d most faithful): rankings exactly opposite, tau = -1. Stage 2 swaps c and d."""
+    methods = ["a", "b", "c", "d"]
+    level = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+
+    def value(method, stage, image, seed, metric, normalization, absolute):
+        number = level[method] if not (stage == 2 and method in "cd") else level["d" if method == "c" else "c"]
+        if metric == "spearman" and image in nan_images:
+            return np.nan
+        noise = 0.01 * (int(image[-3:]) % 3) + 0.001 * seed
+        return number + noise if metric != "mse" else 2 - number + noise
+
+    def curve(method, kernel, image):
+        return np.linspace(level[method], 0, 7) + 0.001 * int(image[-3:])
+
+    def tables(images, shard):
+        return {
+            "randomization": randomization_rows(images, shard, methods, [1, 2], value, seeds=[0, 1]),
+            "occlusion": occlusion_rows(images, shard, methods, [8, 15], lambda method, kernel, image: -curve(method, kernel, image)[::-1] + 1),
+        }
+    return fake_output(folder, shards=2, per_shard=3, tables=tables)
+
+
+def test_rankings_and_tau_on_known_rankings(tmp_path) -> None:
+    out = known_ranking_output(tmp_path / "out")
+    tables = {k: v.to_pandas() for k, v in compute_aggregates(open_results(str(out)), BootstrapSettings(resamples=100)).items()}
+    rankings, agreement = tables["rankings"], tables["rank_agreement"]
+    faithful = rankings[(rankings.check == "faithfulness") & (rankings.metric == "auc") & (rankings.kernel == 15)]
+    auc = tables["occlusion_scores"].query("score == 'auc' and kernel == 15").set_index("method")["mean"]
+    assert list(auc.sort_values().index) == ["d", "c", "b", "a"]
+    assert dict(zip(faithful.method, faithful["rank"])) == {"d": 1, "c": 2, "b": 3, "a": 4}
+    check = rankings[(rankings.check == "randomization") & (rankings.metric == "ssim") & (rankings.stage == 1)]
+    assert dict(zip(check.method, check["rank"])) == {"a": 1, "b": 2, "c": 3, "d": 4}
+    mse = rankings[(rankings.check == "randomization") & (rankings.metric == "mse") & (rankings.stage == 1)]
+    assert dict(zip(mse.method, mse["rank"])) == {"a": 1, "b": 2, "c": 3, "d": 4} and set(mse.better) == {"higher"}
+    stage1 = agreement[(agreement.metric == "ssim") & (agreement.stage == 1) & (agreement.kernel == 15)]
+    assert stage1.tau.item() == pytest.approx(-1.0) and stage1.methods.item() == 4
+    stage2 = agreement[(agreement.metric == "ssim") & (agreement.stage == 2) & (agreement.kernel == 15)]
+    reference = stats.kendalltau([1, 2, 4, 3], [4, 3, 2, 1])  # stage 2: c and d swapped in the check
+    assert stage2.tau.item() == pytest.approx(reference.statistic) and stage2.p_value.item() == pytest.approx(reference.pvalue)
+    headline = agreement[agreement.headline]
+    assert len(headline) == 1 and headline.iloc[0][["metric", "normalization", "kernel"]].tolist() == ["ssim", "second_moment", 15]
+    assert pd.isna(headline.iloc[0].stage) and not headline.iloc[0].absolute
+    overall = rankings[(rankings.check == "randomization") & rankings.stage.isna() & (rankings.metric == "ssim")]
+    means = tables["randomization_stats"].query("metric == 'ssim'").groupby("method")["mean"].mean()
+    assert np.allclose(overall.set_index("method").score.sort_index(), means.sort_index())
+
+
+def test_nan_values_are_counted_and_left_out(tmp_path) -> None:
+    out = known_ranking_output(tmp_path / "out", nan_images={"img-001", "img-004"})
+    stats_ = compute_aggregates(open_results(str(out)), BootstrapSettings(resamples=100))["randomization_stats"].to_pandas()
+    spearman = stats_[stats_.metric == "spearman"]
+    rows = read_table(OutputStore(str(out)), "randomization").to_pandas().query("metric == 'spearman'")
+    expected = rows.groupby(["method", "stage", "image_id"]).value.mean().groupby(["method", "stage"]).mean()  # skipna
+    assert (spearman["count"] == 4).all() and (spearman["nans"] == 2).all()
+    assert np.allclose(spearman.set_index(["method", "stage"])["mean"].sort_index(), expected.sort_index())
+    assert spearman[["ci_low", "ci_high", "std"]].notna().all().all()
+
+
+def test_activation_and_logit_stats_equal_pandas(tmp_path) -> None:
+    def tables(images, shard):
+        return {
+            "activations": activation_rows(images, shard, 4, lambda layer, image: 0.1 * layer + 0.01 * int(image[-3:])),
+            "logits": logit_rows(images, shard, [1, 2], seeds=[0, 1]),
+        }
+
+    out = fake_output(tmp_path / "out", tables=tables)
+    aggregated = compute_aggregates(open_results(str(out)), BootstrapSettings(resamples=100))
+    assert set(aggregated) == {"activation_stats", "logit_stats"}
+    store = OutputStore(str(out))
+    activations = read_table(store, "activations").to_pandas()
+    mine = aggregated["activation_stats"].to_pandas().set_index("layer_index").sort_index()
+    assert np.allclose(mine["mean"], activations.groupby("layer_index").nonpositive.mean())
+    assert np.allclose(np.stack(mine.quantiles_mean.to_numpy()),
+                       np.stack(activations.groupby("layer_index").quantiles.apply(lambda q: np.stack(q.to_numpy()).mean(0))))
+    logits = read_table(store, "logits").to_pandas()
+    expected = logits.groupby(["stage", "image_id"]).pearson.mean().groupby("stage").agg(["mean", "std"])
+    mine = aggregated["logit_stats"].to_pandas().query("metric == 'pearson'").set_index("stage").sort_index()
+    assert np.allclose(mine["mean"], expected["mean"]) and np.allclose(mine["std"], expected["std"])
+    assert (mine.seeds == 2).all() and mine.layers.map(list).tolist() == [["layer1"], ["layer2"]]
+
+
+def test_stale_aggregates_are_recomputed(tmp_path) -> None:
+    out = known_ranking_output(tmp_path / "out")
+    results = open_results(str(out))
+    _, computed = load_aggregates(results, BootstrapSettings(resamples=50))
+    assert computed
+    assert load_aggregates(open_results(str(out)))[1] is False  # current: read back
+    (out / "_commits/shard-1.json").unlink()  # the set of committed shards changed
+    tables, computed = load_aggregates(open_results(str(out)), BootstrapSettings(resamples=50))
+    assert computed and tables["randomization_stats"].to_pandas()["count"].max() == 3
+
+
+def test_messages_for_outputs_that_cannot_be_aggregated(tmp_path, capsys) -> None:
+    assert main(["aggregate", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["aggregate", str(tmp_path)]) == 2
+    assert "no manifest.json; this is not the output of a benchmark run" in capsys.readouterr().err
+
+    store = OutputStore(str(tmp_path / "started"))
+    write_manifest(store, [0, 1], 3)
+    assert main(["aggregate", store.uri]) == 2
+    err = capsys.readouterr().err
+    assert "0 of 2 shards committed" in err and "nothing to aggregate yet" in err and "benchmark run" in err
+    assert "Traceback" not in err
+
+    manifest = store.read_json("manifest.json")
+    ShardWriter(store, {"model": "m", "dataset": "d"}).record_failure(0, shard_failure_rows(0, 3, "boom"), {"spec_hash": manifest["spec_hash"]})
+    assert main(["aggregate", store.uri]) == 2
+    assert "1 shard(s) failed" in capsys.readouterr().err
+    with pytest.raises(ResultsError):
+        compute_aggregates(open_results(store.uri))
+
+
+def test_partial_output_is_aggregated_with_a_warning_and_progress(tmp_path, capsys) -> None:
+    out = known_ranking_output(tmp_path / "out")
+    (out / "_commits/shard-1.json").unlink()
+    assert main(["aggregate", str(out), "--resamples", "50"]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 2 shards committed" in captured.err and "warning: the run is incomplete" in captured.err
+    assert "randomization" in captured.err  # the progress bar
+    # over all stages c and d tie in the check (they swap at stage 2): tau-b of [1, 2, 3.5, 3.5] vs [4, 3, 2, 1]
+    tau = stats.kendalltau([1, 2, 3.5, 3.5], [4, 3, 2, 1]).statistic
+    assert f"Kendall's τ = {tau:+.2f}" in captured.out and "the paper's gap" in captured.out

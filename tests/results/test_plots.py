@@ -1,0 +1,160 @@
+"""`benchmark plot`: which figures exist, their files (valid PNG and PDF, named after the paper
+figure), and what each draws (panels, one line per method, bounds, bands), counted on the
+matplotlib Figure each function returns."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.image import AxesImage
+
+from benchmark.cli.main import main
+from benchmark.results.aggregate import compute_aggregates, load_aggregates, to_arrow
+from benchmark.results.plots import PlotOptions, paper_figures, plot_all
+from benchmark.results.plots.activations import nonpositive_figure, overtaking_figure
+from benchmark.results.plots.logits import logit_scatter_figure
+from benchmark.results.query import open_results
+from benchmark.results.statistics import BootstrapSettings
+
+from .conftest import METHODS, SAVED, SEEDS, STAGES
+from .fakes import activation_rows, fake_output, logit_rows, occlusion_rows
+
+EXPECTED = {
+    "supp-fig1_occlusion_k8_synthetic",
+    "occlusion_k4_synthetic",
+    "paper-fig2-supp-fig4_randomization_ssim_synthetic",
+    "supp-fig5_randomization_mse_synthetic",
+    "randomization_spearman_second_moment_synthetic",
+    *(f"paper-fig4-fig7-style_maps_resnet34_synthetic_synthetic-0000{i}" for i in range(SAVED)),
+    *(f"paper-fig4-style_seeds_resnet34_synthetic_synthetic-0000{i}" for i in range(SAVED)),
+}
+
+
+@pytest.fixture(scope="module")
+def figures(aggregated_run):
+    results = open_results(str(aggregated_run))
+    aggregates, computed = load_aggregates(results)
+    assert not computed
+    return {figure.name: figure for figure in paper_figures(results, aggregates)}
+
+
+def lines(axis) -> int:
+    return len(axis.get_lines())
+
+
+def bands(axis) -> int:
+    return sum(isinstance(c, PolyCollection) for c in axis.collections)
+
+
+def test_the_figures_the_run_allows(figures) -> None:
+    assert set(figures) == EXPECTED
+
+
+def test_occlusion_figures_draw_a_curve_and_band_per_method(figures) -> None:
+    for name in ("supp-fig1_occlusion_k8_synthetic", "occlusion_k4_synthetic"):
+        (axis,) = figures[name].figure.axes
+        assert lines(axis) == len(METHODS) and bands(axis) == len(METHODS)
+        assert {line.get_label() for line in axis.get_lines()} == set(METHODS)
+        assert all(len(line.get_xdata()) == 7 for line in axis.get_lines())  # t = 0..6
+    assert "kernel 8" in figures["supp-fig1_occlusion_k8_synthetic"].title
+
+
+def test_randomization_figures_draw_means_bands_and_bounds(figures) -> None:
+    for name, per_method in (("paper-fig2-supp-fig4_randomization_ssim_synthetic", 2),
+                             ("supp-fig5_randomization_mse_synthetic", 2),
+                             ("randomization_spearman_second_moment_synthetic", 1)):
+        (axis,) = figures[name].figure.axes
+        assert lines(axis) == per_method * len(METHODS), name
+        assert bands(axis) == len(METHODS)
+        assert sum(line.get_linestyle() == "--" for line in axis.get_lines()) == (per_method - 1) * len(METHODS)
+        assert all(list(line.get_xdata()) == STAGES for line in axis.get_lines())
+    ssim = figures["paper-fig2-supp-fig4_randomization_ssim_synthetic"]
+    assert "Theorem 1" in ssim.caption and "second moment" in ssim.caption
+    assert "Theorem 4" in figures["supp-fig5_randomization_mse_synthetic"].caption
+
+
+def test_randomization_lines_are_the_aggregate_means(aggregated_run, figures) -> None:
+    stats = pd.read_parquet(aggregated_run / "aggregates/randomization_stats.parquet")
+    (axis,) = figures["paper-fig2-supp-fig4_randomization_ssim_synthetic"].figure.axes
+    for line in axis.get_lines():
+        if line.get_linestyle() == "--":
+            continue
+        expected = stats.query("metric == 'ssim' and normalization == 'second_moment' and not absolute "
+                               "and method == @line.get_label()").sort_values("stage")["mean"]
+        assert np.allclose(line.get_ydata(), expected)
+
+
+def test_heatmap_grids(figures) -> None:
+    grid = figures["paper-fig4-fig7-style_maps_resnet34_synthetic_synthetic-00000"].figure
+    columns = 2 + len(STAGES)  # input, trained, stages
+    assert len(grid.axes) == len(METHODS) * columns
+    images = [sum(isinstance(a, AxesImage) for a in axis.get_children()) for axis in grid.axes]
+    assert sum(images) == 1 + len(METHODS) * (1 + len(STAGES))  # the input once, then every map
+    seeds = figures["paper-fig4-style_seeds_resnet34_synthetic_synthetic-00000"].figure
+    assert len(seeds.axes) == len(METHODS) * (2 + len(SEEDS))
+    assert [a.get_title() for a in seeds.axes[: 2 + len(SEEDS)]] == ["input", "trained", "seed 0", "seed 1"]
+
+
+def test_files_are_valid_png_and_pdf(aggregated_run, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(aggregated_run, out)
+    assert main(["plot", str(out), "--no-progress", "--map-images", "1"]) == 0
+    names = {p.stem for p in (out / "figures").glob("*.png")}
+    assert names == {n for n in EXPECTED if "synthetic-0000" not in n or n.endswith("00000")}
+    for stem in names:
+        png = (out / "figures" / f"{stem}.png").read_bytes()
+        pdf = (out / "figures" / f"{stem}.pdf").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and matplotlib.image.imread(io.BytesIO(png)).shape[2] in (3, 4)
+        assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF") and b"/Type /Page" in pdf
+    assert "figures" in capsys.readouterr().err
+
+
+def test_activation_and_logit_figures(tmp_path) -> None:
+    def tables(images, shard):
+        return {
+            "activations": activation_rows(images, shard, 5, lambda layer, image: 0.15 * layer),
+            "logits": logit_rows(images, shard, [1, 2, 3]),
+        }
+
+    out = fake_output(tmp_path / "out", tables=tables)
+    results = open_results(str(out))
+    aggregates = compute_aggregates(results, BootstrapSettings(resamples=50))
+    levels = [0.95, 0.9, 0.85]
+    overtaking = pd.DataFrame([
+        {"model": "resnet34", "dataset": "synthetic", "layer": f"layer{i}", "layer_index": i, "q_high": h, "q_low": l,
+         "k": 2.0, "gamma": np.sqrt(l / (1 - h)), "probability": 0.5 - np.arctan(2.0 / np.sqrt(l / (1 - h))) / np.pi,
+         "inverted": False, "images": 8}
+        for i in range(5) for h in levels for l in (0.5, 0.4, 0.3, 0.2, 0.1)
+    ])
+    figure = overtaking_figure(overtaking, "resnet34", "synthetic")
+    assert figure.name == "supp-fig7-9_overtaking_resnet34_synthetic" and len(figure.figure.axes) == 5
+    assert all(lines(axis) == 3 and all(len(l.get_xdata()) == 5 for l in axis.get_lines()) for axis in figure.figure.axes)
+    nonpositive = nonpositive_figure(aggregates["activation_stats"].to_pandas(), "synthetic")
+    (axis,) = nonpositive.figure.axes
+    assert nonpositive.name == "supp-fig10_nonpositive_synthetic" and lines(axis) == 1
+    assert np.allclose(axis.get_lines()[0].get_ydata(), 0.15 * np.arange(5))
+    scatter = logit_scatter_figure(results.frame("logits"), "resnet34", "synthetic", images=3)
+    assert scatter.name == "paper-fig5_logits_resnet34_synthetic" and len(scatter.figure.axes) == 3 * 3
+    assert all(sum(isinstance(c, PathCollection) for c in a.collections) == 1 for a in scatter.figure.axes)
+    assert len(scatter.figure.axes[0].collections[0].get_offsets()) == 20  # every class logit
+    # through plot_all: the optional figures appear when their tables exist
+    aggregates["overtaking"] = to_arrow("overtaking", overtaking)
+    names = {f.name for f in plot_all(results, aggregates, PlotOptions(formats=("png",)))}
+    assert names == {"supp-fig7-9_overtaking_resnet34_synthetic", "supp-fig10_nonpositive_synthetic",
+                     "paper-fig5_logits_resnet34_synthetic"}
+
+
+def test_only_occlusion_gives_only_occlusion_figures(tmp_path) -> None:
+    def tables(images, shard):
+        return {"occlusion": occlusion_rows(images, shard, ["x", "y"], [15], lambda **k: np.linspace(1, 0, 31))}
+
+    out = fake_output(tmp_path / "out", tables=tables)
+    results = open_results(str(out))
+    names = [f.name for f in paper_figures(results, compute_aggregates(results, BootstrapSettings(resamples=20)))]
+    assert names == ["paper-fig1_occlusion_k15_synthetic"]
