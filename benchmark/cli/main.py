@@ -11,6 +11,8 @@ import sys
 COMMAND_MODULES = (
     "benchmark.cli.run",
     "benchmark.cli.status",
+    "benchmark.cli.submit",
+    "benchmark.cli.jobs",
 )
 
 
@@ -22,10 +24,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is the whole story (bad spec, missing weights, …)."""
     from ..config import SpecError
     from ..data import AnnotationError
+    from ..engine.driver import ExecutorError
     from ..engine.manifest import ResumeRefused
+    from ..engine.submit import SubmitError
     from ..models import WeightsUnavailable
 
-    return (UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError)
+    return (UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError, ExecutorError,
+            SubmitError)
 
 
 def build_parser() -> argparse.ArgumentParser:
