@@ -89,7 +89,7 @@ def format_scheduling(details: dict[str, Any]) -> str | None:
     line = (
         f"scheduling overhead {1000 * stats['overhead_mean_s']:.1f} ms per shard "
         f"(median {1000 * stats['overhead_median_s']:.1f}, p95 {1000 * stats['overhead_p95_s']:.1f}, "
-        f"max {1000 * stats['overhead_max_s']:.1f} ms) = {100 * stats['overhead_ratio']:.2f} % of "
+        f"max {1000 * stats['overhead_max_s']:.1f} ms) = {100 * stats['overhead_ratio']:.2g} % of "
         f"{stats['shard_seconds_mean']:.2f} s per shard, over {stats['shards']} shards"
     )
     executor = details.get("executor")

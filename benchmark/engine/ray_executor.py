@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 import uuid
 from collections import deque
@@ -281,8 +282,10 @@ class RayExecution:
 
 
 def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
+    """One line: Ray's errors carry a whole traceback; its last exception line says most."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return f"{type(error).__name__}: {(causes[-1] if causes else lines[0] if lines else '')[:300]}"
 
 
 def connect(address: str | None) -> bool:

@@ -164,3 +164,14 @@ def test_s3_output_end_to_end_and_resume_trusts_markers(cluster, s3_endpoint, ra
     assert main(["status", out, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["done"] == SHARDS and report["out"] == out
+
+
+def test_actors_that_cannot_start_end_the_run_with_their_reason(cluster, tmp_path, capsys) -> None:
+    cuda = {**RAY_JOB, "runtime": {**RAY_JOB["runtime"], "device": "cuda"}}  # the fake GPUs have no CUDA
+    command = ["run", str(write_job(tmp_path, cuda)), "--out", str(tmp_path / "out"), "--address", cluster.address,
+               "--no-progress"]
+    assert main(command) == 2
+    message = capsys.readouterr().err
+    assert "error: no actor is left to run the remaining shards" in message
+    assert "RuntimeError: runtime.device is 'cuda' but no CUDA device is visible" in message
+    assert committed_shards(OutputStore(str(tmp_path / "out"))) == {}
