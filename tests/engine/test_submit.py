@@ -26,6 +26,7 @@ from .jobs import write_job
 from .ray_support import RAY_JOB, assert_exactly_once, assert_same_results
 
 ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -42,7 +43,7 @@ def head():
     folder = Path(tempfile.mkdtemp(prefix="bmh-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     token = folder / "token"
     token.write_text(secrets.token_hex(32))
-    dashboard = free_port()
+    dashboard, gcs = free_port(), free_port()
     # nothing of this session's Ray settings, and no PYTHONPATH: the job imports the uploaded working_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"}
     env.update(
@@ -51,7 +52,7 @@ def head():
     )
     command = [
         str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-        "--node-ip-address", "127.0.0.1", "--port", str(free_port()), "--dashboard-host", "127.0.0.1",
+        "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--dashboard-host", "127.0.0.1",
         "--dashboard-port", str(dashboard), "--ray-client-server-port", str(free_port()),
         "--dashboard-agent-listen-port", str(free_port()), "--num-cpus", "2", "--num-gpus", "0",
         "--temp-dir", str(folder),
@@ -69,7 +70,7 @@ def head():
             except OSError:
                 assert time.monotonic() < deadline, "the dashboard did not come up"
                 time.sleep(0.5)
-        yield address, token
+        yield address, token, f"127.0.0.1:{gcs}"
     finally:
         process.send_signal(signal.SIGTERM)  # `ray start --block` stops the node's processes
         try:
@@ -112,6 +113,7 @@ def test_submit_wait_tables_logs_status_resubmit_and_stop(client_token, ray_refe
     assert main(["jobs", "logs", f"{run_id}-1", "--address", address]) == 0
     logs = capsys.readouterr().out
     assert "6 shards, 0 already committed, 6 to run" in logs and "scheduling overhead" in logs
+    assert "Started a local Ray instance" not in logs  # RAY_ADDRESS: the job's driver used its own cluster
 
     # the same submission again: a new attempt (fresh submission id) of the same run, which resumes
     assert main(["submit", str(job), "--address", address, "--out", str(out), "--wait", "--timeout", "400"]) == 0
@@ -183,3 +185,22 @@ def test_local_token_goes_to_local_addresses_only(tmp_path, monkeypatch) -> None
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "none"))
     assert dashboard_headers("http://127.0.0.1:8265") == {}  # no token: nothing to send
+
+
+def test_run_with_the_address_of_a_local_head_that_wants_a_token(head, tmp_path, monkeypatch) -> None:
+    """`benchmark run --address 127.0.0.1:PORT` (the GCS, no Jobs API) with RAY_AUTH_MODE unset: Ray
+    itself would not send the token to an explicit address; the local token is used."""
+    _, token, gcs = head
+    small = {**RAY_JOB, "dataset": {**RAY_JOB["dataset"], "synthetic_images": 2},
+             "runtime": {**RAY_JOB["runtime"], "num_gpus": 0}}
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_AUTH_TOKEN_PATH=str(token), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark", "run", str(write_job(tmp_path, small)), "--out", str(out),
+         "--address", gcs, "--no-progress"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Connected to Ray cluster" in done.stderr and "Started a local Ray instance" not in done.stderr
+    assert_exactly_once(out, [0, 1])
