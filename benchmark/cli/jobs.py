@@ -44,7 +44,8 @@ def jobs(args: argparse.Namespace) -> int:
         found = attempts_of(client, args.run_id).values() if args.run_id else client.list_jobs()
         for job in sorted(found, key=lambda j: j.start_time or 0):
             meta = job.metadata or {}
-            print(f"{job.submission_id or job.job_id}\t{job.status.value}\t{_time(job.start_time)}\t{meta.get('out', '')}")
+            name = job.submission_id or job.job_id
+            print(f"{name}\t{job.status.value}\t{_time(job.start_time)}\t{meta.get('out', '')}")
         return 0
     submission_id = resolve_job(client, args.id)
     if args.action == "logs":
@@ -55,7 +56,10 @@ def jobs(args: argparse.Namespace) -> int:
         return 0
     if args.action == "stop":
         stopped = client.stop_job(submission_id)
-        final = wait_for(client, submission_id, timeout=120) if args.wait else client.get_job_status(submission_id).value
+        if args.wait:
+            final = wait_for(client, submission_id, timeout=120)
+        else:
+            final = client.get_job_status(submission_id).value
         print(f"{submission_id}: {'stop requested' if stopped else 'was not running'}, now {final}")
         return 0
     info = client.get_job_info(submission_id)

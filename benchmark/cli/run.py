@@ -85,5 +85,7 @@ def _executor(args: argparse.Namespace):
     try:
         from ..engine.ray_executor import make_ray_executor
     except ImportError as error:
-        raise UserError(f"the ray executor needs Ray ({error}); install ray[default] or pass --executor inline") from None
+        raise UserError(
+            f"the ray executor needs Ray ({error}); install ray[default] or pass --executor inline"
+        ) from None
     return make_ray_executor(address=args.address)

@@ -25,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(the cluster image has the package), or a directory")
     parser.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                         help="environment variable for the job (e.g. AWS_ENDPOINT_URL); repeatable")
-    parser.add_argument("--wait", action="store_true", help="wait for the job to end; exit status 0 only if it succeeded")
-    parser.add_argument("--timeout", type=float, default=None, help="with --wait: give up waiting after this many seconds")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for the job to end; exit status 0 only if it succeeded")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="with --wait: give up waiting after this many seconds")
     parser.set_defaults(handler=submit_job)
 
 

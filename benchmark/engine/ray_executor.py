@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
 from ..config import JobSpec
 from .attempts import ShardAttempts, describe_error
@@ -46,8 +46,8 @@ from .ray_auth import enable_for_driver
 from .shard import ShardRunner
 
 RunnerFactory = Callable[..., ShardRunner]
-WAIT_NOTE_SECONDS = 120.0  # with nothing finished for this long and no actor ready, say what we wait for
 Executor = Callable[[RunState, Progress], RunOutcome]
+WAIT_NOTE_SECONDS = 120.0  # nothing finished for this long and no actor ready: say what we wait for
 
 
 class ShardActor:
@@ -271,7 +271,6 @@ class RayExecution:
                 else:
                     self._failed(ref, error)
         return self.attempts.outcome
-
 
     def _note_waiting(self) -> None:
         if not any(slot.healthy for slot in self.slots):

@@ -209,7 +209,10 @@ def wait_for(client, submission_id: str, timeout: float | None = None, poll: flo
         time.sleep(poll)
 
 
-def follow_logs(client, submission_id: str, stream=sys.stdout) -> None:
+def follow_logs(client, submission_id: str, stream=None) -> None:
+    """Print the job's log as it grows, until the job ends."""
+    stream = stream or sys.stdout
+
     async def tail() -> None:
         async for lines in client.tail_job_logs(submission_id):
             stream.write(lines)

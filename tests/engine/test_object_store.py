@@ -30,7 +30,9 @@ def test_uri_options_whole_objects_and_not_found(s3_endpoint, bucket) -> None:
     assert store.read_json("manifest.json") == {"name": "a"} and store.exists("manifest.json")
     assert store.list_files("") == ["manifest.json", "shards/model=m/dataset=d/part-1.parquet"]
     # one object per file: no folder markers, no temporary objects
-    assert bucket_keys(s3_endpoint, bucket) == ["runs/a/manifest.json", "runs/a/shards/model=m/dataset=d/part-1.parquet"]
+    assert bucket_keys(s3_endpoint, bucket) == [
+        "runs/a/manifest.json", "runs/a/shards/model=m/dataset=d/part-1.parquet"
+    ]
     store.delete("manifest.json")
     store.delete("manifest.json")  # deleting what is not there is fine
     store.delete_dir("shards")

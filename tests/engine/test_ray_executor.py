@@ -111,7 +111,8 @@ def test_failing_shard_is_retried_recorded_and_the_run_exits_non_zero(
 
     original = ray_executor.make_ray_executor
     failing = functools.partial(FailingRunner, bad=4)
-    monkeypatch.setattr(ray_executor, "make_ray_executor", lambda address=None: original(address, runner_factory=failing))
+    monkeypatch.setattr(ray_executor, "make_ray_executor",
+                        lambda address=None: original(address, runner_factory=failing))
     job, out = write_job(tmp_path, RAY_JOB), tmp_path / "out"
     command = ["run", str(job), "--out", str(out), "--address", cluster.address, "--no-progress"]
     assert main(command) == 1

@@ -118,7 +118,7 @@ def test_submit_wait_tables_logs_status_resubmit_and_stop(client_token, ray_refe
     # the same submission again: a new attempt (fresh submission id) of the same run, which resumes
     assert main(["submit", str(job), "--address", address, "--out", str(out), "--wait", "--timeout", "400"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"{run_id}-2"
-    assert main(["jobs", "logs", run_id, "--address", address]) == 0  # a run id means its latest attempt
+    assert main(["jobs", "logs", run_id, "--address", address, "--follow"]) == 0  # a run id: its latest attempt
     assert "6 already committed, 0 to run" in capsys.readouterr().out
 
     assert main(["submit", str(job), "--address", address, "--out", str(out)]) == 0
