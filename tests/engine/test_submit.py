@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +39,12 @@ def head():
     """`ray start --head --block` in its own session and temp dir, token auth on (a token file of
     its own: ~/.ray is left alone). Stopped by signalling that process group: `ray stop` would
     stop every Ray on the machine, the test session's and other people's included."""
-    folder = Path(tempfile.mkdtemp(prefix="bmh-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    # a short path: Ray's socket paths have a length limit
+    with tempfile.TemporaryDirectory(prefix="bmh-", dir="/tmp", ignore_cleanup_errors=True) as name:
+        yield from _head(Path(name))
+
+
+def _head(folder: Path):
     token = folder / "token"
     token.write_text(secrets.token_hex(32))
     dashboard, gcs = free_port(), free_port()
@@ -57,9 +61,8 @@ def head():
         "--dashboard-agent-listen-port", str(free_port()), "--num-cpus", "2", "--num-gpus", "0",
         "--temp-dir", str(folder),
     ]
-    log = open(folder / "head.log", "w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{dashboard}"
+    with open(folder / "head.log", "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -70,7 +73,7 @@ def head():
             except OSError:
                 assert time.monotonic() < deadline, "the dashboard did not come up"
                 time.sleep(0.5)
-        yield address, token, f"127.0.0.1:{gcs}"
+        yield f"http://127.0.0.1:{dashboard}", token, f"127.0.0.1:{gcs}"
     finally:
         process.send_signal(signal.SIGTERM)  # `ray start --block` stops the node's processes
         try:
@@ -80,8 +83,6 @@ def head():
                 os.killpg(process.pid, signal.SIGKILL)  # whatever is left of this head only
             except ProcessLookupError:
                 pass
-            log.close()
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
