@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "benchmark.cli.aggregate",
     "benchmark.cli.plot",
     "benchmark.cli.report",
+    "benchmark.cli.submit",
+    "benchmark.cli.jobs",
 )
 
 
@@ -29,14 +31,16 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is the whole story (bad spec, missing weights, …)."""
     from ..config import SpecError
     from ..data import AnnotationError
+    from ..engine.driver import ExecutorError
     from ..engine.manifest import ResumeRefused
+    from ..engine.submit import SubmitError
     from ..models import WeightsUnavailable
     from ..results import SchemaVersionError
     from ..results.query import ResultsError
 
     return (
         UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError,
-        SchemaVersionError, ResultsError,
+        SchemaVersionError, ResultsError, ExecutorError, SubmitError,
     )
 
 

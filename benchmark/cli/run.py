@@ -6,29 +6,33 @@ import argparse
 import sys
 import time
 
+from .main import UserError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a job (the same command on the same --out resumes)")
-    parser.add_argument("job", help="job spec (YAML)")
+    parser.add_argument("job", help="job spec (YAML); '-' reads it from standard input")
     parser.add_argument("--out", help="output URI: local folder, s3://bucket/prefix, gs://… (default: the job's output, else runs/<name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a spec value, e.g. --set model.weights=random (repeatable)")
-    parser.add_argument("--executor", choices=("ray", "inline"), default="inline",
-                        help="inline: shard after shard in this process")
+    parser.add_argument("--executor", choices=("ray", "inline"), default="ray",
+                        help="ray (default): actors on an embedded Ray or the cluster at --address; "
+                             "inline: shard after shard in this process, no Ray (debugging)")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
+    parser.add_argument("--run-id", help=argparse.SUPPRESS)  # set by `benchmark submit`: the id of a new output's run
     parser.add_argument("--new-run", action="store_true", help="discard results of a different spec in --out and start over")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_job
+    from ..engine.attempts import format_scheduling
     from ..engine.driver import finish_run, prepare_run
     from ..engine.progress import Progress
     from ..results.summary import format_summary
 
-    spec = load_job(args.job, args.overrides)
-    state = prepare_run(spec, args.out, new_run=args.new_run)
+    spec = load_job_argument(args.job, args.overrides)
+    state = prepare_run(spec, args.out, new_run=args.new_run, run_id=args.run_id)
     pending_images = sum(len(t) for t in state.pending)
     print(
         f"run '{spec.name}' ({state.manifest['run_id']}, spec {state.manifest['spec_hash']}) -> {state.out}\n"
@@ -44,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     finish_run(state, outcome, time.perf_counter() - started)
     print(format_summary(state.store))
+    scheduling = format_scheduling(outcome.details)
+    if scheduling:
+        print(scheduling)
     if not outcome.ok:
         print(
             f"error: {len(outcome.failed)} shard(s) failed: "
@@ -55,11 +62,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_job_argument(job: str, overrides: list[str]):
+    """A job file, or with '-' the spec on standard input (how `benchmark submit` ships a resolved spec)."""
+    from ..config import load_job, validate_job
+    from ..config.load import SpecError, apply_overrides
+
+    if job != "-":
+        return load_job(job, overrides)
+    import yaml
+
+    raw = yaml.safe_load(sys.stdin.read())
+    if not isinstance(raw, dict):
+        raise SpecError("<stdin>: a job spec must be a mapping of sections (model, dataset, methods, ...)")
+    return validate_job(apply_overrides(raw, overrides), source="<stdin>")
+
+
 def _executor(args: argparse.Namespace):
     if args.executor == "inline":
         from ..engine.inline import execute_inline
 
         return execute_inline
-    from ..engine.ray_executor import make_ray_executor  # type: ignore[import-not-found]
-
+    try:
+        from ..engine.ray_executor import make_ray_executor
+    except ImportError as error:
+        raise UserError(
+            f"the ray executor needs Ray ({error}); install ray[default] or pass --executor inline"
+        ) from None
     return make_ray_executor(address=args.address)

@@ -28,6 +28,7 @@ def _ranges(shards: list[int]) -> str:
 
 
 def show_status(args: argparse.Namespace) -> int:
+    from ..engine.attempts import format_scheduling
     from ..engine.driver import status
 
     report = status(args.out)
@@ -51,4 +52,7 @@ def show_status(args: argparse.Namespace) -> int:
     last = manifest.get("last_attempt")
     if last:
         print(f"last run  {last['seconds']:.1f} s, {last['shards_run']} shards run, failed: {last['shards_failed'] or 'none'}")
+        scheduling = format_scheduling(last)
+        if scheduling:
+            print(f"          {scheduling}")
     return 0 if not report["failed"] else 1

@@ -369,7 +369,10 @@ class RuntimeSpec(StrictModel):
     chunk_size: int = Field(64, ge=1, description="Most inputs in one forward/backward pass (IG steps, occlusion).")
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
-    actors: int | None = Field(None, ge=1, description="Number of actors; default one per GPU (or per CPU node).")
+    actors: int | None = Field(
+        None, ge=1, description="Number of Ray actors; default one per num_gpus GPUs (CPU-only: per num_cpus CPUs) of the alive nodes."
+    )
+    in_flight: int = Field(2, ge=1, description="Shards queued per Ray actor, so the next one is there when the current one ends.")
     max_attempts: int = Field(3, ge=1, description="Attempts per shard before it is recorded as failed.")
     save_maps: int = Field(0, ge=0, description="Save attribution maps of the first N images of the run (float16).")
 
@@ -435,6 +438,7 @@ EXECUTION_ONLY_KEYS = {
     ("runtime", "num_gpus"),
     ("runtime", "num_cpus"),
     ("runtime", "actors"),
+    ("runtime", "in_flight"),
     ("runtime", "max_attempts"),
     ("output",),
     ("description",),

@@ -27,6 +27,10 @@ from .plan import ShardTask, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
 
 
+class ExecutorError(RuntimeError):
+    """The run cannot go on (e.g. no Ray actor could start); the message says why."""
+
+
 @dataclass
 class RunState:
     spec: JobSpec
@@ -42,6 +46,7 @@ class RunState:
 class RunOutcome:
     completed: list[dict] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # executor, actors, scheduling overhead, …
 
     @property
     def ok(self) -> bool:
@@ -76,7 +81,9 @@ def discard_previous(store: OutputStore) -> None:
     store.delete(MANIFEST)
 
 
-def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False) -> RunState:
+def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, run_id: str | None = None) -> RunState:
+    """``run_id`` names a new output's run (``benchmark submit`` passes the id its submissions carry);
+    an output that already has a manifest keeps its own."""
     uri = output_uri(spec, out)
     store = OutputStore(uri)
     previous = store.read_json(MANIFEST)
@@ -101,6 +108,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False) ->
         weights=weights_source,
         shard_plan=describe_shards(tasks, spec.dataset.shard_size),
         randomization_plan=randomization_plan,
+        run_id=run_id,
     )
     validate_manifest(manifest)
     store.write_json(MANIFEST, manifest)
@@ -124,6 +132,7 @@ def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict
             "seconds": seconds,
             "shards_run": len(outcome.completed),
             "shards_failed": sorted(outcome.failed),
+            **outcome.details,
             **(extra or {}),
         },
         shards_committed=len(committed),
@@ -158,11 +167,12 @@ def status(out: str) -> dict[str, Any]:
         "images_done": int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0,
         "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
         "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
+        "last_attempt": manifest.get("last_attempt"),
         "manifest": manifest,
     }
 
 
 __all__ = [
-    "ResumeRefused", "RunOutcome", "RunState", "discard_previous", "finish_run", "output_uri",
+    "ExecutorError", "ResumeRefused", "RunOutcome", "RunState", "discard_previous", "finish_run", "output_uri",
     "prepare_run", "record_failure", "status",
 ]

@@ -31,11 +31,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def new_manifest(spec: JobSpec, previous: dict[str, Any] | None = None, **sections: Any) -> dict[str, Any]:
+def new_manifest(
+    spec: JobSpec, previous: dict[str, Any] | None = None, run_id: str | None = None, **sections: Any
+) -> dict[str, Any]:
     now = time.time()
     return {
         "schema_version": SCHEMA_VERSION,
-        "run_id": (previous or {}).get("run_id") or uuid.uuid4().hex[:12],
+        "run_id": (previous or {}).get("run_id") or run_id or uuid.uuid4().hex[:12],
         "name": spec.name,
         "spec": spec.model_dump(mode="json"),
         "science": science_dict(spec),

@@ -4,6 +4,12 @@ Writes are atomic at file level. Local: a dot-prefixed temporary file in the sam
 a rename. Object stores (``s3://``, ``gs://``): the whole file built in memory and sent in one
 request, so it appears complete or not at all. A shard is visible to readers only once its
 commit marker exists (``_commits/shard-<id>.json``), written after all of the shard's files.
+
+Object-store URIs take pyarrow's options as query parameters, e.g. an S3-compatible server:
+``s3://bucket/prefix?endpoint_override=host:9000&scheme=http&region=us-east-1``; the query
+travels with the URI to every worker. Without it, pyarrow reads the standard variables
+(``AWS_ENDPOINT_URL``, ``AWS_REGION``); credentials always come from the usual chain
+(environment, ``~/.aws``, instance profile), never from the URI.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ MANIFEST = "manifest.json"
 
 class OutputStore:
     def __init__(self, uri: str) -> None:
-        self.uri = uri.rstrip("/") or uri
+        base = uri.partition("?")[0] if "://" in uri else uri  # a URI's query holds filesystem options
+        self.uri = base.rstrip("/") or base
         if "://" in uri and not uri.startswith("file://"):
             self.fs, self.root = pafs.FileSystem.from_uri(uri)
             self.object_store = True
@@ -44,11 +51,11 @@ class OutputStore:
         """Write a whole file atomically (see module docstring)."""
         target = self.path(relative)
         parent = target.rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
-        if self.object_store:
+        if self.object_store:  # no folders to create: one PUT of the whole object
             with self.fs.open_output_stream(target) as stream:
                 stream.write(data)
             return
+        self.fs.create_dir(parent, recursive=True)
         name = target.rsplit("/", 1)[1]
         temporary = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
         with self.fs.open_output_stream(temporary) as stream:

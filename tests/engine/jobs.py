@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import yaml
+
+from benchmark.results import OutputStore, read_table
 
 TINY = {
     "name": "tiny",
@@ -22,3 +25,10 @@ def write_job(folder: Path, spec: dict = TINY, name: str = "job.yaml") -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def sorted_rows(out: Path | str, table: str) -> pd.DataFrame:
+    """All committed rows of a table, in a canonical order (runs finish shards in any order)."""
+    frame = read_table(OutputStore(str(out)), table).to_pandas()
+    keys = [c for c in ("image_id", "method", "seed", "stage", "metric", "normalization", "absolute", "kernel") if c in frame]
+    return frame.sort_values(keys).reset_index(drop=True)

@@ -14,7 +14,7 @@ import torch
 from benchmark.cli.main import main
 from benchmark.results import OutputStore, committed_shards, read_table
 
-from .jobs import TINY, write_job
+from .jobs import TINY, sorted_rows, write_job
 
 SHARDS, IMAGES = 3, 5  # 5 images, shards of 2
 
@@ -25,12 +25,6 @@ def finished_run(tmp_path_factory) -> tuple[Path, Path]:
     job = write_job(folder)
     assert main(["run", str(job), "--executor", "inline", "--out", str(folder / "out"), "--no-progress"]) == 0
     return job, folder / "out"
-
-
-def sorted_rows(out: Path, table: str):
-    frame = read_table(OutputStore(str(out)), table).to_pandas()
-    keys = [c for c in ("image_id", "method", "seed", "stage", "metric", "normalization", "absolute", "kernel") if c in frame]
-    return frame.sort_values(keys).reset_index(drop=True)
 
 
 def test_tables_have_one_row_per_grid_cell(finished_run) -> None:

@@ -1,0 +1,59 @@
+"""``benchmark submit JOB.yaml --address http://HEAD:8265``: run a job on a Ray cluster (Jobs API)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "submit", help="submit a job to a Ray cluster; submitting it again to the same --out resumes it"
+    )
+    parser.add_argument("job", help="job spec (YAML); validated here, before anything is sent")
+    parser.add_argument("--address", help="the cluster's dashboard, http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)")
+    parser.add_argument("--out", help="output URI every node can write: s3://bucket/prefix, gs://…, or an absolute "
+                                      "shared path (default: the job's output)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec value (repeatable)")
+    parser.add_argument("--new-run", action="store_true", help="discard results of a different spec in --out")
+    parser.add_argument("--pip", default="none", metavar="none|project|FILE",
+                        help="pip requirements installed for the job: none (default; the cluster image has them), "
+                             "project (the dependencies in pyproject.toml) or a requirements file")
+    parser.add_argument("--working-dir", default="auto", metavar="auto|none|DIR",
+                        help="code uploaded as the job's working_dir: auto (this checkout, default), none "
+                             "(the cluster image has the package), or a directory")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
+                        help="environment variable for the job (e.g. AWS_ENDPOINT_URL); repeatable")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for the job to end; exit status 0 only if it succeeded")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="with --wait: give up waiting after this many seconds")
+    parser.set_defaults(handler=submit_job)
+
+
+def submit_job(args: argparse.Namespace) -> int:
+    from ..config import load_job
+    from ..engine.driver import output_uri
+    from ..engine.submit import jobs_client, submit, wait_for
+
+    spec = load_job(args.job, args.overrides)
+    out = output_uri(spec, args.out)
+    client = jobs_client(args.address)
+    submission = submit(
+        client, spec, out, job_file=args.job, new_run=args.new_run, working_dir=args.working_dir,
+        pip=args.pip, env=args.env,
+    )
+    print(submission.submission_id)
+    print(
+        f"submitted run {submission.run_id} (attempt {submission.metadata['attempt']}) -> {out}\n"
+        f"  follow:  benchmark jobs logs {submission.submission_id} --follow\n"
+        f"  status:  benchmark jobs status {submission.submission_id}   |   benchmark status {out}\n"
+        f"  resume:  run the same submit command again (a new attempt of run {submission.run_id})",
+        file=sys.stderr,
+    )
+    if not args.wait:
+        return 0
+    final = wait_for(client, submission.submission_id, timeout=args.timeout)
+    print(f"{submission.submission_id}: {final}", file=sys.stderr)
+    return 0 if final == "SUCCEEDED" else 1
