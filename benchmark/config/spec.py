@@ -366,7 +366,11 @@ class RuntimeSpec(StrictModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
     batch_size: int = Field(16, ge=1, description="Images per device batch inside a shard.")
-    chunk_size: int = Field(64, ge=1, description="Most inputs in one forward/backward pass (IG steps, occlusion).")
+    chunk_size: int | Literal["auto"] = Field(
+        "auto",
+        description="Most inputs in one forward/backward pass (images, IG steps, SmoothGrad samples, occlusion "
+        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower.",
+    )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
     actors: int | None = Field(
@@ -375,6 +379,13 @@ class RuntimeSpec(StrictModel):
     in_flight: int = Field(2, ge=1, description="Shards queued per Ray actor, so the next one is there when the current one ends.")
     max_attempts: int = Field(3, ge=1, description="Attempts per shard before it is recorded as failed.")
     save_maps: int = Field(0, ge=0, description="Save attribution maps of the first N images of the run (float16).")
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _positive_chunk(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError(f"chunk_size must be 'auto' or at least 1, got {value}")
+        return value
 
     @field_validator("device")
     @classmethod

@@ -201,13 +201,23 @@ class RayExecution:
 
     # -- shards ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        for slot in self.slots:
-            while slot.healthy and self.queue and len(slot.flights) < self.depth:
-                task = self.queue.popleft()
-                attempt = self.attempts.begin(task)
-                ref = slot.handle.run.remote(task, attempt)
-                slot.flights.append(ref)
-                self.flights[ref] = Flight(task, slot, time.perf_counter())
+        """Breadth first: every healthy actor gets a shard before any gets a second one. Beyond the
+        first, a shard is queued behind a busy actor only while the queue holds at least one shard
+        per actor (those still starting included); the last shards wait on the driver for whichever
+        actor frees up first, instead of sitting behind a busy one while another idles."""
+        healthy = [slot for slot in self.slots if slot.healthy]
+        for level in range(1, self.depth + 1):
+            for slot in healthy:
+                if not self.queue or (level > 1 and len(self.queue) < len(self.slots)):
+                    return
+                if len(slot.flights) < level:
+                    self._send(self.queue.popleft(), slot)
+
+    def _send(self, task: ShardTask, slot: Slot) -> None:
+        attempt = self.attempts.begin(task)
+        ref = slot.handle.run.remote(task, attempt)
+        slot.flights.append(ref)
+        self.flights[ref] = Flight(task, slot, time.perf_counter())
 
     def _finished(self, ref: Any, result: Any, seen: float) -> None:
         flight = self.flights.pop(ref)

@@ -18,6 +18,7 @@ from ..config.spec import JobSpec
 from ..data.loader import ImageBatch
 from ..metrics import MapComparer
 from ..models.bundle import ModelBundle
+from ..models.chunking import resolve_chunk_size
 from ..models.randomization import RandomizationPlan
 from .activations import ActivationStatistics
 from .context import BatchState
@@ -37,7 +38,7 @@ class BatchEvaluator:
         self.spec, self.model, self.plan = spec, model, plan
         self.methods = [build_method(method, model) for method in spec.methods]
         self.comparer = MapComparer(spec.metrics)
-        chunk = spec.runtime.chunk_size
+        self.chunk_size = chunk = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop)
         self.randomization = RandomizationCheck(spec.randomization, plan, model, self.methods, self.comparer, chunk)
         self.faithfulness = FaithfulnessCheck(spec.occlusion, model, self.methods, chunk)
         # DESIGN §7: each walks the same plan with the same (shared, cached) randomizer
@@ -66,7 +67,7 @@ class BatchEvaluator:
         with torch.no_grad(), (self.activations.capture() if self.activations else nullcontext()):
             logits = self.model.module(inputs)
         targets = reference_targets(self.spec.randomization.target, batch.labels, logits)
-        context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.spec.runtime.chunk_size, {})
+        context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.chunk_size, {})
         reference_maps = explain(self.methods, self.model, inputs, targets, context)
 
         tables: dict[str, pa.Table] = {}

@@ -232,7 +232,34 @@ def logit_step(context: Context) -> dict[str, pd.DataFrame]:
     return {"logit_stats": pd.concat(pieces, ignore_index=True).merge(layers, on=["model", "dataset", "mode", "stage"])}
 
 
-STEPS: list[Step] = [randomization_step, occlusion_step, ranking_step, activation_step, logit_step]
+def overtaking_step(context: Context) -> dict[str, pd.DataFrame]:
+    """Supplement I (Figs. 7-9): Cauchy overtaking probabilities from the mean quantiles of
+    ``activation_stats`` (K from the means over images, as the paper computes them)."""
+    from ..experiments.activations import overtaking_probabilities
+
+    stats = context.tables.get("activation_stats")
+    if stats is None or stats.empty:
+        return {}
+    means = stats[["model", "dataset", "layer", "layer_index", "quantiles_mean", "count"]]
+    table = pa.table({
+        "model": pa.array(means.model.astype(str)), "dataset": pa.array(means.dataset.astype(str)),
+        "layer": pa.array(means.layer.astype(str)), "layer_index": pa.array(means.layer_index.astype("int32")),
+        "quantiles": pa.array([list(map(float, q)) for q in means.quantiles_mean], pa.list_(pa.float64())),
+    })
+    frame = overtaking_probabilities(table).to_pandas().rename(columns={"K": "k"})
+    levels = {round(float(level), 2): i for i, level in enumerate(stats.levels.iloc[0])}
+    quantiles = {(row.model, row.dataset, row.layer): row.quantiles_mean for row in means.itertuples()}
+    # inverted: the low quantile has the larger magnitude (negative activations, as in EfficientNet)
+    frame["inverted"] = [
+        abs(quantiles[(m, d, l)][levels[round(ql, 2)]]) > abs(quantiles[(m, d, l)][levels[round(qh, 2)]])
+        for m, d, l, qh, ql in zip(frame.model, frame.dataset, frame.layer, frame.q_high, frame.q_low)
+    ]
+    images = means.set_index(["model", "dataset", "layer"])["count"]
+    frame["images"] = [int(images[key]) for key in zip(frame.model, frame.dataset, frame.layer)]
+    return {"overtaking": frame}
+
+
+STEPS: list[Step] = [randomization_step, occlusion_step, ranking_step, activation_step, overtaking_step, logit_step]
 
 
 # -- running, writing, reading -------------------------------------------------------------------

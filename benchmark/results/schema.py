@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,15 @@ from pathlib import Path
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
-SCHEMA_ROOT = Path(__file__).resolve().parents[2] / "results_schema"
+def _schema_root() -> Path:
+    """``results_schema/`` of the source tree (a checkout, an editable install, a Ray working_dir),
+    else the copy a regular install puts under ``<prefix>/share/benchmark`` (pyproject data-files)."""
+    candidates = (Path(__file__).resolve().parents[2] / "results_schema",
+                  Path(sys.prefix) / "share" / "benchmark" / "results_schema")
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+SCHEMA_ROOT = _schema_root()
 
 
 class SchemaError(ValueError):

@@ -176,3 +176,14 @@ def test_actors_that_cannot_start_end_the_run_with_their_reason(cluster, tmp_pat
     assert "error: no actor is left to run the remaining shards" in message
     assert "RuntimeError: runtime.device is 'cuda' but no CUDA device is visible" in message
     assert committed_shards(OutputStore(str(tmp_path / "out"))) == {}
+
+
+def test_as_many_shards_as_actors_run_in_parallel(cluster, tmp_path) -> None:
+    """Two shards, two actors, two shards in flight per actor: each actor gets one (breadth-first
+    dispatch), rather than one actor queueing both while the other idles."""
+    out = tmp_path / "out"
+    job = {**RAY_JOB, "dataset": {**RAY_JOB["dataset"], "synthetic_images": 2, "shard_size": 1}}
+    assert main(["run", str(write_job(tmp_path, job)), "--out", str(out), "--address", cluster.address,
+                 "--no-progress"]) == 0
+    shards = read_table(OutputStore(str(out)), "shards").to_pandas()
+    assert sorted(shards.shard) == [0, 1] and shards.worker.nunique() == 2

@@ -158,13 +158,25 @@ def test_activation_and_logit_stats_equal_pandas(tmp_path) -> None:
 
     out = fake_output(tmp_path / "out", tables=tables)
     aggregated = compute_aggregates(open_results(str(out)), BootstrapSettings(resamples=100))
-    assert set(aggregated) == {"activation_stats", "logit_stats"}
+    assert set(aggregated) == {"activation_stats", "overtaking", "logit_stats"}
     store = OutputStore(str(out))
     activations = read_table(store, "activations").to_pandas()
     mine = aggregated["activation_stats"].to_pandas().set_index("layer_index").sort_index()
     assert np.allclose(mine["mean"], activations.groupby("layer_index").nonpositive.mean())
-    assert np.allclose(np.stack(mine.quantiles_mean.to_numpy()),
-                       np.stack(activations.groupby("layer_index").quantiles.apply(lambda q: np.stack(q.to_numpy()).mean(0))))
+    means = np.stack(activations.groupby("layer_index").quantiles.apply(lambda q: np.stack(q.to_numpy()).mean(0)))
+    assert np.allclose(np.stack(mine.quantiles_mean.to_numpy()), means)
+    # supplement I: K from the mean quantiles (inverted where the low quantile is the larger magnitude),
+    # gamma = sqrt(q_l / (1 - q_h)), P = 1/2 - arctan(K / gamma) / pi
+    overtaking = aggregated["overtaking"].to_pandas()
+    assert len(overtaking) == 4 * 3 * 9 and (overtaking.images == 8).all()
+    levels = [round(0.95 - 0.05 * i, 2) for i in range(18)]
+    for row in overtaking.itertuples():
+        high, low = means[row.layer_index][levels.index(round(row.q_high, 2))], means[row.layer_index][levels.index(round(row.q_low, 2))]
+        k = max(abs(high), abs(low)) / min(abs(high), abs(low))
+        gamma = np.sqrt(row.q_low / (1 - row.q_high))
+        assert row.k == pytest.approx(k) and row.gamma == pytest.approx(gamma)
+        assert row.probability == pytest.approx(0.5 - np.arctan(k / gamma) / np.pi)
+        assert row.inverted == (abs(low) > abs(high))
     logits = read_table(store, "logits").to_pandas()
     expected = logits.groupby(["stage", "image_id"]).pearson.mean().groupby("stage").agg(["mean", "std"])
     mine = aggregated["logit_stats"].to_pandas().query("metric == 'pearson'").set_index("stage").sort_index()

@@ -1,0 +1,41 @@
+"""How many inputs go through the model in one pass (``runtime.chunk_size: auto``).
+
+IG steps, SmoothGrad samples, occlusion steps and images are batched together and cut into
+chunks of this many inputs. On a GPU, bigger is faster until memory runs out: the chunk is sized
+from the measured peak memory of a small forward+backward and the free memory. On a CPU, bigger is
+*slower* beyond a few images (cache locality: ResNet-50 at 224 px on 2 cores costs 0.127 s per
+image for a forward+backward at batch 8 and 0.197 s at batch 64), so the chunk is small and fixed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .bundle import ModelBundle
+
+CPU_CHUNK = 8
+GPU_MEMORY_SHARE = 0.6  # of the free memory, for one pass; the rest: maps, metrics, the allocator
+GPU_CHUNK_LIMIT = 1024
+
+
+def resolve_chunk_size(requested: int | str, model: ModelBundle, image_size: int) -> int:
+    if requested != "auto":
+        return int(requested)
+    if model.device.type != "cuda":
+        return CPU_CHUNK
+    return gpu_chunk(model, image_size)
+
+
+def gpu_chunk(model: ModelBundle, image_size: int, probe: int = 2) -> int:
+    """Inputs per pass from the peak memory of a ``probe``-input forward+backward."""
+    device = model.device
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    x = torch.zeros(probe, 3, image_size, image_size, device=device, requires_grad=True)
+    out = model.module(x)
+    torch.autograd.grad(out[:, 0].sum(), x)
+    per_input = max(1, (torch.cuda.max_memory_allocated(device) - baseline) // probe)
+    del x, out
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(GPU_CHUNK_LIMIT, GPU_MEMORY_SHARE * free // per_input)))
