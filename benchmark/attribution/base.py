@@ -9,10 +9,14 @@ composite registry, so adding a method touches one module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from torch import Tensor
+from zennit.core import Composite
 
 from ..config.spec import MethodBase
 from ..models.bundle import ModelBundle
@@ -64,6 +68,11 @@ class Passes:
     shared: str | None = None
 
 
+# The method whose backward rules are registered on the model right now (None: plain autograd).
+# The speed accounting reads it to replay every pass with the same rules, and nothing else.
+ACTIVE_RULES: ContextVar[str | None] = ContextVar("active_rules", default=None)
+
+
 class AttributionMethod(ABC):
     """An attribution method bound to its spec; ``attribute`` is one batched call."""
 
@@ -90,6 +99,24 @@ class AttributionMethod(ABC):
 
         Leaves the model as it found it: no hooks, no canonizer, parameters bit-identical.
         """
+
+    def backward_rules(self, model: ModelBundle, inputs: Tensor) -> Composite | None:
+        """The zennit composite that modifies this method's backward pass; None for the plain gradient."""
+        return None
+
+    @contextmanager
+    def rules_applied(self, model: ModelBundle, inputs: Tensor) -> Iterator[None]:
+        """The method's backward rules registered on the model for the duration (removed after)."""
+        composite = self.backward_rules(model, inputs)
+        if composite is None:
+            yield
+            return
+        token = ACTIVE_RULES.set(self.id)
+        try:
+            with composite.context(model.module):
+                yield
+        finally:
+            ACTIVE_RULES.reset(token)
 
     @abstractmethod
     def passes(self) -> Passes:
@@ -125,6 +152,7 @@ def build_method(spec: MethodBase, model: ModelBundle) -> AttributionMethod:
 
 
 __all__ = [
+    "ACTIVE_RULES",
     "AttributionContext",
     "AttributionMethod",
     "METHODS",

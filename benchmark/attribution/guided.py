@@ -66,8 +66,11 @@ class GuidedBackprop(AttributionMethod):
             )
         return cls(spec)
 
+    def backward_rules(self, model: ModelBundle, inputs: Tensor) -> LayerMapComposite:
+        return guided_composite()
+
     def attribute(self, model: ModelBundle, inputs: Tensor, targets: Tensor, context: AttributionContext) -> Tensor:
-        with guided_composite().context(model.module):
+        with self.rules_applied(model, inputs):
             return path_gradient(model.module, AtInput(inputs), targets, context.chunk_size)
 
     def passes(self) -> Passes:

@@ -246,9 +246,11 @@ class LRP(AttributionMethod):
         check_supported(spec, model)
         return cls(spec)
 
+    def backward_rules(self, model: ModelBundle, inputs: Tensor) -> Composite:
+        return build_composite(self.spec, model, inputs)
+
     def attribute(self, model: ModelBundle, inputs: Tensor, targets: Tensor, context: AttributionContext) -> Tensor:
-        composite = build_composite(self.spec, model, inputs)
-        with composite.context(model.module):
+        with self.rules_applied(model, inputs):
             return path_gradient(
                 model.module, AtInput(inputs), targets, context.chunk_size, output=self.spec.output_relevance
             )

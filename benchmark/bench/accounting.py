@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..attribution import AttributionMethod
+from ..attribution.base import ACTIVE_RULES
 from ..config.spec import JobSpec
 from ..models.randomization import RandomizationPlan
 
@@ -66,9 +67,12 @@ def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[Attrib
     return PassCount(per_state * (1 + randomized_states), forward_only)
 
 
+PassKey = tuple[int, bool, "str | None"]  # (batch size, backward follows, method whose backward rules are active)
+
+
 @dataclass
 class PassRecorder:
-    """Records every call of a module: (batch size, gradient enabled) -> calls."""
+    """Records every call of a module: (batch size, gradient enabled, active backward rules) -> calls."""
 
     module: nn.Module
     calls: Counter = field(default_factory=Counter)
@@ -76,7 +80,8 @@ class PassRecorder:
     def __enter__(self) -> "PassRecorder":
         def record(module: nn.Module, args: tuple) -> None:
             inputs = args[0]
-            self.calls[(int(inputs.shape[0]), bool(torch.is_grad_enabled() and inputs.requires_grad))] += 1
+            backward = bool(torch.is_grad_enabled() and inputs.requires_grad)
+            self.calls[(int(inputs.shape[0]), backward, ACTIVE_RULES.get() if backward else None)] += 1
 
         self._handle = self.module.register_forward_pre_hook(record)
         return self
@@ -86,4 +91,8 @@ class PassRecorder:
 
     def images(self, backward: bool) -> int:
         """Images passed through the model with (or without) a backward pass."""
-        return sum(batch * count for (batch, grad), count in self.calls.items() if grad == backward)
+        return count_images(self.calls, backward)
+
+
+def count_images(calls: Counter, backward: bool) -> int:
+    return sum(key[0] * count for key, count in calls.items() if key[1] == backward)

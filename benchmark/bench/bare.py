@@ -1,13 +1,19 @@
-"""The time of the model passes alone: plain forward (+ input-gradient backward) calls of the
-same batch sizes, with none of the pipeline around them (no hooks, no metrics, no I/O)."""
+"""The time of the model passes alone: forward (+ input-gradient backward) calls of the same batch
+sizes, with the same backward rules where a method has them (zennit's hooks for LRP and guided
+backprop), and none of the pipeline around them (no stages, maps, metrics, occlusion or I/O)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
-from torch import nn
+
+from ..attribution import AttributionMethod
+from ..models.bundle import ModelBundle
+from .accounting import PassKey
 
 
 def synchronize(device: torch.device) -> None:
@@ -15,22 +21,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_pass(module: nn.Module, batch: int, grad: bool, shape: tuple[int, ...], device: torch.device,
-              repeats: int = 3) -> float:
-    """Seconds of one bare call at this batch size (median of ``repeats`` after a warm-up)."""
-    x = torch.randn(batch, *shape, device=device)
-
-    def once() -> None:
-        if grad:
-            leaf = x.detach().requires_grad_(True)
-            out = module(leaf)
-            seed = torch.zeros_like(out)
-            seed[:, 0] = 1
-            torch.autograd.grad(out, leaf, grad_outputs=seed)
-        else:
-            with torch.no_grad():
-                module(x)
-
+def median_seconds(once: Callable[[], None], device: torch.device, repeats: int) -> float:
+    """Median of ``repeats`` timed calls after one warm-up call."""
     once()
     times = []
     for _ in range(repeats):
@@ -42,9 +34,44 @@ def time_pass(module: nn.Module, batch: int, grad: bool, shape: tuple[int, ...],
     return sorted(times)[len(times) // 2]
 
 
-def bare_seconds(module: nn.Module, calls: Counter, shape: tuple[int, ...], device: torch.device,
-                 repeats: int = 3) -> tuple[float, dict[str, float]]:
-    """Total bare time of the recorded calls, and the per-call time of each (batch, grad) kind."""
-    per_call = {(batch, grad): time_pass(module, batch, grad, shape, device, repeats) for batch, grad in calls}
-    total = sum(per_call[key] * count for key, count in calls.items())
-    return total, {f"batch={b} {'forward+backward' if g else 'forward'}": t for (b, g), t in per_call.items()}
+def time_pass(model: ModelBundle, key: PassKey, shape: tuple[int, ...], methods: dict[str, AttributionMethod],
+              repeats: int = 3) -> float:
+    """Seconds of one bare call of this kind (median of ``repeats`` after a warm-up)."""
+    batch, grad, rules = key
+    x = torch.randn(batch, *shape, device=model.device)
+
+    def once() -> None:
+        if not grad:
+            with torch.no_grad():
+                model.module(x)
+            return
+        with methods[rules].rules_applied(model, x) if rules else nullcontext():
+            leaf = x.detach().requires_grad_(True)
+            out = model.module(leaf)
+            seed = torch.zeros_like(out)
+            seed[:, 0] = 1
+            torch.autograd.grad(out, leaf, grad_outputs=seed)
+
+    return median_seconds(once, model.device, repeats)
+
+
+def describe(key: PassKey) -> str:
+    batch, grad, rules = key
+    kind = "forward+backward" if grad else "forward"
+    return f"batch={batch} {kind}" + (f" ({rules} rules)" if rules else "")
+
+
+def bare_seconds(model: ModelBundle, calls: Counter, shape: tuple[int, ...], methods: list[AttributionMethod],
+                 repeats: int = 3, plain: bool = False) -> tuple[float, dict[str, float]]:
+    """Total bare time of the recorded calls, and the per-call time of each kind.
+
+    ``plain`` times every backward as plain autograd, without the methods' rules: what the same
+    passes would cost if LRP and guided backprop were free.
+    """
+    by_id = {method.id: method for method in methods}
+    kinds: Counter = Counter()
+    for (batch, grad, rules), count in calls.items():
+        kinds[(batch, grad, None if plain else rules)] += count
+    per_call = {key: time_pass(model, key, shape, by_id, repeats) for key in kinds}
+    total = sum(per_call[key] * count for key, count in kinds.items())
+    return total, {describe(key): seconds for key, seconds in per_call.items()}

@@ -12,7 +12,7 @@ import torch
 from ..config.spec import JobSpec
 from ..engine.driver import prepare_run
 from ..engine.shard import ShardRunner
-from .accounting import PassCount, PassRecorder, expected_passes
+from .accounting import PassCount, PassRecorder, count_images, expected_passes
 
 
 @dataclass
@@ -33,8 +33,16 @@ class PipelineMeasurement:
             self.calls_images(backward=True) // images, self.calls_images(backward=False) // images
         )
 
+    def backward_passes_by_rules(self) -> dict[str, int]:
+        """Forward+backward passes per image, by the method whose backward rules were active ("plain": none)."""
+        totals: Counter = Counter()
+        for (batch, grad, rules), count in self.calls.items():
+            if grad:
+                totals[rules or "plain"] += batch * count
+        return {rules: total // max(self.images, 1) for rules, total in sorted(totals.items())}
+
     def calls_images(self, backward: bool) -> int:
-        return sum(batch * count for (batch, grad), count in self.calls.items() if grad == backward)
+        return count_images(self.calls, backward)
 
 
 def peak_memory(device: torch.device) -> int:

@@ -74,7 +74,8 @@ def measure_quantus(module: nn.Module, inputs: torch.Tensor, targets: torch.Tens
         metric = quantus.MPRT(
             similarity_func=similarity, layer_order="top_down", disable_warnings=True, display_progressbar=False
         )
-        model = copy.deepcopy(module).eval()
+        # Quantus gets the model as its users have it: torch's default memory layout, not our channels-last
+        model = copy.deepcopy(module).to(memory_format=torch.contiguous_format).eval()
         started = time.perf_counter()
         scores = metric(
             model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=quantus.explain,

@@ -1,8 +1,9 @@
 """``benchmark bench``: the speed figures of DESIGN §10 for one job, side by side with Quantus.
 
 Figures: images/s; the forward and backward passes the work needs (from the spec) and those the
-pipeline really made; the time of exactly those passes alone, measured in the same process on
-the same module; the ratio pipeline / bare; peak memory; achieved FLOP rate; and, when Quantus
+pipeline really made; the time of exactly those passes alone (with the same backward rules where
+a method has them: zennit's hooks for LRP and guided backprop), measured in the same process on
+the same module, and the same passes as plain autograd; the ratio pipeline / bare; peak memory; achieved FLOP rate; and, when Quantus
 is installed, seconds per image × model state × method for the methods both tools share.
 """
 
@@ -67,7 +68,9 @@ def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int 
     device = full.runner.model.device
     shape = (3, spec.dataset.crop, spec.dataset.crop)
     module = full.runner.model.module
-    bare, per_call = bare_seconds(module, full.calls, shape, device, repeats)
+    methods = full.runner.evaluator.methods
+    bare, per_call = bare_seconds(full.runner.model, full.calls, shape, methods, repeats)
+    bare_plain, _ = bare_seconds(full.runner.model, full.calls, shape, methods, repeats, plain=True)
     forward_flops, forward_backward_flops = pass_flops(module, shape, device)
     recorded = full.recorded
     flops = full.images * (recorded.forward_backward * forward_backward_flops + recorded.forward_only * forward_flops)
@@ -83,9 +86,11 @@ def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int 
         "methods": full.methods,
         "passes_per_image_expected": {"forward_backward": full.expected.forward_backward, "forward": full.expected.forward_only},
         "passes_per_image_recorded": {"forward_backward": recorded.forward_backward, "forward": recorded.forward_only},
+        "backward_passes_per_image_by_rules": full.backward_passes_by_rules(),
         "pipeline_seconds": full.seconds,
         "bare_seconds": bare,
         "pipeline_over_bare": full.seconds / bare if bare else float("nan"),
+        "bare_plain_seconds": bare_plain,
         "images_per_second": full.images / full.seconds,
         "peak_memory_bytes": full.peak_memory_bytes,
         "achieved_tflops": flops / full.seconds / 1e12,
@@ -122,6 +127,7 @@ def format_report(report: dict[str, Any]) -> str:
         ("pipeline time", f"{report['pipeline_seconds']:.2f} s"),
         ("bare passes time", f"{report['bare_seconds']:.2f} s"),
         ("pipeline / bare", f"{report['pipeline_over_bare']:.3f}"),
+        ("bare, plain autograd", f"{report['bare_plain_seconds']:.2f} s (every backward without LRP / guided rules)"),
         ("images/s", f"{report['images_per_second']:.3f}"),
         ("achieved", f"{report['achieved_tflops']:.3f} TFLOP/s"),
         ("peak memory", f"{report['peak_memory_bytes'] / 2**30:.2f} GiB"),

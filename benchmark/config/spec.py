@@ -371,6 +371,11 @@ class RuntimeSpec(StrictModel):
         description="Most inputs in one forward/backward pass (images, IG steps, SmoothGrad samples, occlusion "
         "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower.",
     )
+    channels_last: bool = Field(
+        True,
+        description="Convolutions in channels-last (NHWC) memory layout; same numbers, faster: measured 6-25 % "
+        "per forward+backward on a CPU for all five models, and what tensor cores want on a GPU.",
+    )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
     actors: int | None = Field(

@@ -91,6 +91,8 @@ def load_model(spec: JobSpec, device: torch.device | None = None) -> ModelBundle
     set_precision(spec.runtime.precision, device)
     module, source = build_module(spec)
     module.eval().to(device)
+    if spec.runtime.channels_last:
+        module.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     for layer in module.modules():

@@ -17,7 +17,7 @@ JOB = {
     **TINY,
     "methods": [
         {"name": "gradient"}, {"name": "gradient_x_input"}, {"name": "integrated_gradients", "steps": 3},
-        {"name": "guided_backprop"}, {"name": "noise"},
+        {"name": "guided_backprop"}, {"name": "lrp", "composite": "epsilon_plus_flat"}, {"name": "noise"},
     ],
     "randomization": {"seeds": [0, 1], "max_boundaries": 1, "target": "own_prediction"},
     "occlusion": {"kernels": [8, 16], "steps": 6},
@@ -31,12 +31,23 @@ def report(tmp_path_factory):
 
 def test_recorded_passes_equal_the_analytic_count(report) -> None:
     states = 1 + 2 * 2  # the trained model + 2 seeds x 2 stages
-    # gradient and gradient x input share one pass; IG 3; guided backprop 1; noise none
-    assert report["passes_per_image_expected"]["forward_backward"] == states * (1 + 3 + 1)
+    # gradient and gradient x input share one pass; IG 3; guided backprop 1; LRP 1; noise none
+    assert report["passes_per_image_expected"]["forward_backward"] == states * (1 + 3 + 1 + 1)
     # the reference forward, one per randomized state (own_prediction), occlusion:
     # 32 px: k=8 -> 16 tiles (6 steps), k=16 -> 4 tiles (4 steps, then flat); f0 once per kernel
-    assert report["passes_per_image_expected"]["forward"] == 1 + 4 + (1 + 5 * 6) + (1 + 5 * 4)
+    assert report["passes_per_image_expected"]["forward"] == 1 + 4 + (1 + 6 * 6) + (1 + 6 * 4)
     assert report["passes_per_image_recorded"] == report["passes_per_image_expected"]
+
+
+def test_passes_under_backward_rules_are_replayed_with_those_rules(report) -> None:
+    states = 1 + 2 * 2
+    # the recorder knows which method's rules (zennit hooks) were on the model during each pass
+    assert report["backward_passes_per_image_by_rules"] == {
+        "guided_backprop": states, "lrp_epsilon_plus_flat": states, "plain": states * (1 + 3),
+    }
+    kinds = " ".join(report["bare_call_seconds"])
+    assert "(guided_backprop rules)" in kinds and "(lrp_epsilon_plus_flat rules)" in kinds
+    assert report["bare_plain_seconds"] > 0
 
 
 def test_figures_are_consistent(report) -> None:

@@ -165,3 +165,22 @@ def test_local_weights_file_is_used(tmp_path) -> None:
 
     with pytest.raises(WeightsUnavailable, match="fc.weight has shape"):
         build_module(validate_job({**TINY, "model": {"name": "resnet34", "weights": str(tmp_path / "bad.pt")}}))
+
+
+def test_channels_last_layout_gives_the_same_tables(tmp_path) -> None:
+    """runtime.channels_last (the default) changes the memory layout only, never the numbers."""
+    methods = [{"name": "gradient_x_input"}, {"name": "guided_backprop"}, {"name": "integrated_gradients", "steps": 4},
+               {"name": "lrp", "composite": "epsilon_plus_flat"}]
+    outs = {}
+    for layout in (True, False):
+        spec = {**TINY, "methods": methods, "randomization": {"seeds": [0], "max_boundaries": 2},
+                "runtime": {**TINY["runtime"], "channels_last": layout}}
+        job = write_job(tmp_path, spec, name=f"{layout}.yaml")
+        outs[layout] = tmp_path / f"out-{layout}"
+        assert main(["run", str(job), "--executor", "inline", "--out", str(outs[layout]), "--no-progress"]) == 0
+    for table, column in (("randomization", "value"), ("occlusion", "auc")):
+        mine, reference = sorted_rows(outs[True], table), sorted_rows(outs[False], table)
+        assert len(mine) == len(reference) > 0
+        assert np.allclose(mine[column], reference[column], atol=1e-4, equal_nan=True)
+    curves = [np.stack(sorted_rows(outs[layout], "occlusion").curve) for layout in (True, False)]
+    assert np.allclose(*curves, atol=1e-5)
