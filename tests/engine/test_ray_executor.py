@@ -3,12 +3,15 @@ the inline executor, a killed actor, a lost node, a failing shard, an ``s3://`` 
 
 from __future__ import annotations
 
+from collections import deque
+
 import functools
 import json
 
 import pytest
 
 from benchmark.cli.main import main
+from benchmark.engine.ray_executor import RayExecution, Slot
 from benchmark.results import OutputStore, committed_shards, read_table
 
 from .jobs import write_job
@@ -178,12 +181,40 @@ def test_actors_that_cannot_start_end_the_run_with_their_reason(cluster, tmp_pat
     assert committed_shards(OutputStore(str(tmp_path / "out"))) == {}
 
 
-def test_as_many_shards_as_actors_run_in_parallel(cluster, tmp_path) -> None:
-    """Two shards, two actors, two shards in flight per actor: each actor gets one (breadth-first
-    dispatch), rather than one actor queueing both while the other idles."""
-    out = tmp_path / "out"
-    job = {**RAY_JOB, "dataset": {**RAY_JOB["dataset"], "synthetic_images": 2, "shard_size": 1}}
-    assert main(["run", str(write_job(tmp_path, job)), "--out", str(out), "--address", cluster.address,
-                 "--no-progress"]) == 0
-    shards = read_table(OutputStore(str(out)), "shards").to_pandas()
-    assert sorted(shards.shard) == [0, 1] and shards.worker.nunique() == 2
+class _FakeActor:
+    """Stands in for an actor handle: remembers the shards sent to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.run = self
+
+    def remote(self, task, attempt):
+        self.sent.append(task)
+        return object()
+
+
+class _NoAttempts:
+    def begin(self, task) -> int:
+        return 1
+
+
+def _execution(shards: int, actors: int, depth: int = 2) -> RayExecution:
+    """The driver's dispatch state without a Ray session: ``actors`` ready actors, ``shards`` queued."""
+    execution = RayExecution.__new__(RayExecution)
+    execution.depth, execution.flights, execution.attempts = depth, {}, _NoAttempts()
+    execution.queue = deque(range(shards))
+    execution.slots = [Slot(index, f"a{index}", _FakeActor(), healthy=True) for index in range(actors)]
+    return execution
+
+
+@pytest.mark.parametrize(("shards", "expected"), [
+    (2, [[0], [1]]),  # as many shards as actors: one each, never both behind one actor
+    (3, [[0], [1]]),  # the last shard waits on the driver for whichever actor frees up first
+    (4, [[0, 2], [1]]),  # a second shard behind a busy actor only while one per actor is left
+    (6, [[0, 2], [1, 3]]),  # a full queue: breadth first, then a second shard in flight per actor
+])
+def test_dispatch_is_breadth_first_with_a_tail_rule(shards, expected) -> None:
+    execution = _execution(shards, actors=2)
+    execution._dispatch()
+    assert [slot.handle.sent for slot in execution.slots] == expected
+    assert list(execution.queue) == list(range(sum(map(len, expected)), shards))
