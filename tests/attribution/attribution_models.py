@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from zennit.attribution import Gradient
 
 from benchmark.models.bundle import ModelBundle
 from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelDef, RandomizationDefaults, model_def
@@ -150,3 +151,14 @@ def tiny_efficientnet(size: int = 32) -> ModelBundle:
         return model
 
     return make_bundle(seeded(build), "efficientnet", "tiny-efficientnet")
+
+
+def zennit_relevance(model, composite, inputs, targets) -> torch.Tensor:
+    """zennit's Gradient attributor, output relevance = one-hot × logit."""
+
+    def output_relevance(output: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(targets, output.shape[1]).to(output) * output.detach()
+
+    with Gradient(model.module, composite, attr_output=output_relevance) as attributor:
+        _, relevance = attributor(inputs.clone())
+    return relevance

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import InputXGradient
-from zennit.attribution import Gradient
 from zennit.composites import (
     EpsilonAlpha2Beta1,
     EpsilonGammaBox,
@@ -18,7 +17,7 @@ from zennit.rules import Epsilon, Gamma
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 from zennit.types import Convolution, Linear
 
-from .attribution_models import keys, make_inputs, make_targets, registry_bundle
+from .attribution_models import keys, make_inputs, make_targets, registry_bundle, zennit_relevance
 from benchmark.attribution import AttributionContext, MethodNotSupported, build_method
 from benchmark.config.spec import LRPSpec
 from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD
@@ -53,17 +52,6 @@ def reference_composite(name: str, family: str, inputs: torch.Tensor):
             low=low, high=high, epsilon=EPSILON, gamma=GAMMA, canonizers=canonizers
         ),
     }[name]()
-
-
-def zennit_relevance(model, composite, inputs, targets) -> torch.Tensor:
-    """zennit's Gradient attributor, output relevance = one-hot × logit."""
-
-    def output_relevance(output: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.one_hot(targets, output.shape[1]).to(output) * output.detach()
-
-    with Gradient(model.module, composite, attr_output=output_relevance) as attributor:
-        _, relevance = attributor(inputs.clone())
-    return relevance
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:

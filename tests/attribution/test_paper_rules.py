@@ -12,7 +12,7 @@ from zennit.composites import EpsilonAlpha2Beta1, NameMapComposite
 from zennit.rules import AlphaBeta, Epsilon, Gamma, Pass, ZBox
 from zennit.torchvision import VGGCanonizer
 
-from .attribution_models import VGGLike, keys, make_bundle, make_inputs, make_targets, seeded
+from .attribution_models import VGGLike, keys, make_bundle, make_inputs, make_targets, seeded, zennit_relevance
 from benchmark.attribution import AttributionContext, MethodNotSupported, build_method
 from benchmark.attribution.lrp import COMPOSITES, VGGPaperComposite, gamma_schedule
 from benchmark.attribution.rules import (
@@ -170,17 +170,6 @@ def test_adaptive_composite_with_constant_beta_equals_zennits_alpha2beta1(bias_f
     composite = EpsilonAlpha2Beta1(epsilon=1e-6, canonizers=[VGGCanonizer()])
     expected = zennit_relevance(bias_free, composite, inputs, targets)
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
-
-
-def zennit_relevance(model, composite, inputs, targets) -> torch.Tensor:
-    from zennit.attribution import Gradient
-
-    def output_relevance(output: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.one_hot(targets, output.shape[1]).to(output) * output.detach()
-
-    with Gradient(model.module, composite, attr_output=output_relevance) as attributor:
-        _, relevance = attributor(inputs.clone())
-    return relevance
 
 
 # ------------------------------------------------------------------------------------------
