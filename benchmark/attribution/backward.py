@@ -16,6 +16,9 @@ from typing import Iterator, Literal
 import torch
 from torch import Tensor, nn
 
+from .base import ACTIVE_RULES
+from .reuse import StageReuse, input_leaf
+
 OutputRelevance = Literal["one", "logit"]
 
 
@@ -68,30 +71,57 @@ def target_gradient(module: nn.Module, points: Tensor, targets: Tensor, output: 
     One forward and one backward pass over ``points`` [M,...] with ``targets`` [M]. Whatever
     hooks are registered on ``module`` (guided backprop, LRP rules) shape the backward pass.
     """
+    with torch.inference_mode(False), torch.enable_grad():
+        x = input_leaf(points)
+        return seeded_gradient(module(x), x, targets, output)
+
+
+def reused_target_gradient(
+    reuse: StageReuse, module: nn.Module, points: Tensor, images: slice, targets: Tensor, output: OutputRelevance
+) -> Tensor:
+    """``target_gradient`` of one tile of a batch, with the trained bottom's forward recorded once and replayed."""
+    with torch.inference_mode(False), torch.enable_grad():
+        x, logits = reuse.forward(module, points, images)
+        return seeded_gradient(logits, x, targets, output, retain_graph=True)
+
+
+def seeded_gradient(
+    logits: Tensor, x: Tensor, targets: Tensor, output: OutputRelevance, retain_graph: bool = False
+) -> Tensor:
     if output not in ("one", "logit"):
         raise ValueError(f"output relevance must be 'one' or 'logit', got '{output}'")
-    with torch.inference_mode(False), torch.enable_grad():
-        # an alias of the points as the leaf (no copy); inference tensors cannot enter autograd, so copy those
-        x = (points.clone() if points.is_inference() else points.detach()).requires_grad_(True)
-        logits = module(x)
-        seed = torch.nn.functional.one_hot(targets, logits.shape[1]).to(logits.dtype)
-        if output == "logit":
-            seed = seed * logits.detach()
-        (gradient,) = torch.autograd.grad(logits, x, grad_outputs=seed)
+    seed = torch.nn.functional.one_hot(targets, logits.shape[1]).to(logits.dtype)
+    if output == "logit":
+        seed = seed * logits.detach()
+    (gradient,) = torch.autograd.grad(logits, x, grad_outputs=seed, retain_graph=retain_graph)
     return gradient
 
 
 def path_gradient(
-    module: nn.Module, path: Path, targets: Tensor, chunk_size: int, output: OutputRelevance = "one"
+    module: nn.Module,
+    path: Path,
+    targets: Tensor,
+    chunk_size: int,
+    output: OutputRelevance = "one",
+    reuse: StageReuse | None = None,
 ) -> Tensor:
-    """Σₖ wₖ ∇f(pₖ(x)) for every image of the path's batch, in tiles of at most ``chunk_size`` points."""
+    """Σₖ wₖ ∇f(pₖ(x)) for every image of the path's batch, in tiles of at most ``chunk_size`` points.
+
+    ``reuse``: the batch's recorded forward passes (``reuse.BottomReuse``); used for the plain
+    gradient at the inputs themselves, the one pass whose graph is small enough to keep per tile.
+    """
     inputs = path.inputs
     targets = targets.to(inputs.device)
     total = torch.zeros_like(inputs)
+    reusing = reuse is not None and isinstance(path, AtInput) and reuse.covers(inputs) and ACTIVE_RULES.get() is None
     for steps, images in tiles(path.steps, inputs.shape[0], chunk_size):
         points = path.points(steps, images)  # [k, n, C, H, W]
         k, n = points.shape[:2]
-        gradient = target_gradient(module, points.flatten(0, 1), targets[images].repeat(k), output)
+        repeated = targets[images].repeat(k)
+        if reusing:
+            gradient = reused_target_gradient(reuse, module, points.flatten(0, 1), images, repeated, output)
+        else:
+            gradient = target_gradient(module, points.flatten(0, 1), repeated, output)
         weights = path.weights[steps].view(k, *([1] * inputs.ndim))
         total[images] += (gradient.view(k, n, *inputs.shape[1:]) * weights).sum(dim=0)
     return total

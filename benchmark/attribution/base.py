@@ -21,6 +21,7 @@ from zennit.core import Composite
 from ..config.spec import MethodBase
 from ..models.bundle import ModelBundle
 from .reduction import reduce_channels
+from .reuse import StageReuse
 
 
 class MethodNotSupported(NotImplementedError):
@@ -36,7 +37,8 @@ class AttributionContext:
     """One per (stage, batch): what methods may depend on besides the model and the inputs.
 
     ``cache`` lets methods share work inside the context (gradient and gradient×input share one
-    backward pass); it must be a fresh dict for every stage and batch.
+    backward pass); it must be a fresh dict for every stage and batch. ``reuse`` lets the plain
+    gradient pass skip the forward of the modules below the first randomized one.
     """
 
     image_keys: list[str]  # stable ids of the images, for noise that is a pure function of the image
@@ -44,6 +46,7 @@ class AttributionContext:
     stage: int = 0  # randomization stage (0 = trained model)
     chunk_size: int = 64  # most inputs in one forward/backward pass
     cache: dict[str, Any] = field(default_factory=dict)
+    reuse: StageReuse | None = None  # the batch's recorded trained forward, seen from this stage (``reuse``)
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:

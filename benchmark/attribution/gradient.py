@@ -33,7 +33,7 @@ def input_gradient(model: ModelBundle, inputs: Tensor, targets: Tensor, context:
     entry = context.cache.get(INPUT_GRADIENT)
     if entry is not None and entry.inputs is inputs and torch.equal(entry.targets, targets.to(entry.targets.device)):
         return entry.gradient
-    gradient = path_gradient(model.module, AtInput(inputs), targets, context.chunk_size)
+    gradient = path_gradient(model.module, AtInput(inputs), targets, context.chunk_size, reuse=context.reuse)
     context.cache[INPUT_GRADIENT] = _CachedGradient(inputs, targets.detach().clone(), gradient)
     return gradient
 

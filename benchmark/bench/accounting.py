@@ -16,6 +16,7 @@ from torch import nn
 
 from ..attribution import AttributionMethod
 from ..attribution.base import ACTIVE_RULES
+from ..attribution.reuse import REPLAYED
 from ..config.spec import JobSpec
 from ..models.randomization import RandomizationPlan
 
@@ -67,12 +68,15 @@ def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[Attrib
     return PassCount(per_state * (1 + randomized_states), forward_only)
 
 
-PassKey = tuple[int, bool, "str | None"]  # (batch size, backward follows, method whose backward rules are active)
+# (batch size, backward follows, method whose backward rules are active, modules replayed from a recorded pass)
+PassKey = tuple[int, bool, "str | None", tuple[str, ...]]
 
 
 @dataclass
 class PassRecorder:
-    """Records every call of a module: (batch size, gradient enabled, active backward rules) -> calls."""
+    """Records every call of a module: (batch size, gradient enabled, active backward rules, replayed
+    modules) -> calls. A pass that replays the recorded trained bottom (``attribution.reuse``) is still
+    one forward+backward pass of the work; its bare time is measured with the same replay."""
 
     module: nn.Module
     calls: Counter = field(default_factory=Counter)
@@ -81,7 +85,8 @@ class PassRecorder:
         def record(module: nn.Module, args: tuple) -> None:
             inputs = args[0]
             backward = bool(torch.is_grad_enabled() and inputs.requires_grad)
-            self.calls[(int(inputs.shape[0]), backward, ACTIVE_RULES.get() if backward else None)] += 1
+            rules = ACTIVE_RULES.get() if backward else None
+            self.calls[(int(inputs.shape[0]), backward, rules, REPLAYED.get())] += 1
 
         self._handle = self.module.register_forward_pre_hook(record)
         return self

@@ -1,6 +1,7 @@
 """The time of the model passes alone: forward (+ input-gradient backward) calls of the same batch
 sizes, with the same backward rules where a method has them (zennit's hooks for LRP and guided
-backprop), and none of the pipeline around them (no stages, maps, metrics, occlusion or I/O)."""
+backprop), replaying the same recorded bottom modules where the pipeline did (``attribution.reuse``),
+and none of the pipeline around them (no stages, maps, metrics, occlusion or I/O)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
+from typing import ContextManager
 
 import torch
 
 from ..attribution import AttributionMethod
+from ..attribution.reuse import record_forward, replaying
 from ..models.bundle import ModelBundle
 from .accounting import PassKey
 
@@ -37,28 +40,48 @@ def median_seconds(once: Callable[[], None], device: torch.device, repeats: int)
 def time_pass(model: ModelBundle, key: PassKey, shape: tuple[int, ...], methods: dict[str, AttributionMethod],
               repeats: int = 3) -> float:
     """Seconds of one bare call of this kind (median of ``repeats`` after a warm-up)."""
-    batch, grad, rules = key
+    batch, grad, rules, replayed = key
     x = torch.randn(batch, *shape, device=model.device)
 
-    def once() -> None:
-        if not grad:
+    def rules_on() -> ContextManager:
+        return methods[rules].rules_applied(model, x) if rules else nullcontext()
+
+    if not grad:
+        def once() -> None:
             with torch.no_grad():
                 model.module(x)
-            return
-        with methods[rules].rules_applied(model, x) if rules else nullcontext():
-            leaf = x.detach().requires_grad_(True)
-            out = model.module(leaf)
-            seed = torch.zeros_like(out)
-            seed[:, 0] = 1
-            torch.autograd.grad(out, leaf, grad_outputs=seed)
+    elif replayed:
+        with rules_on():
+            _, recording = record_forward(model.module, x.detach().requires_grad_(True), frozenset())
+
+        def once() -> None:
+            with rules_on(), replaying(model.module, recording, replayed):
+                out = model.module(recording.leaf)
+            torch.autograd.grad(out, recording.leaf, grad_outputs=first_class(out), retain_graph=True)
+    else:
+        def once() -> None:
+            with rules_on():
+                leaf = x.detach().requires_grad_(True)
+                out = model.module(leaf)
+                torch.autograd.grad(out, leaf, grad_outputs=first_class(out))
 
     return median_seconds(once, model.device, repeats)
 
 
+def first_class(out: torch.Tensor) -> torch.Tensor:
+    seed = torch.zeros_like(out)
+    seed[:, 0] = 1
+    return seed
+
+
 def describe(key: PassKey) -> str:
-    batch, grad, rules = key
+    batch, grad, rules, replayed = key
     kind = "forward+backward" if grad else "forward"
-    return f"batch={batch} {kind}" + (f" ({rules} rules)" if rules else "")
+    return (
+        f"batch={batch} {kind}"
+        + (f" ({rules} rules)" if rules else "")
+        + (f" (top only: {len(replayed)} bottom modules replayed)" if replayed else "")
+    )
 
 
 def bare_seconds(model: ModelBundle, calls: Counter, shape: tuple[int, ...], methods: list[AttributionMethod],
@@ -70,8 +93,8 @@ def bare_seconds(model: ModelBundle, calls: Counter, shape: tuple[int, ...], met
     """
     by_id = {method.id: method for method in methods}
     kinds: Counter = Counter()
-    for (batch, grad, rules), count in calls.items():
-        kinds[(batch, grad, None if plain else rules)] += count
+    for (batch, grad, rules, replayed), count in calls.items():
+        kinds[(batch, grad, None if plain else rules, replayed)] += count
     per_call = {key: time_pass(model, key, shape, by_id, repeats) for key in kinds}
     total = sum(per_call[key] * count for key, count in kinds.items())
     return total, {describe(key): seconds for key, seconds in per_call.items()}

@@ -36,10 +36,15 @@ class PipelineMeasurement:
     def backward_passes_by_rules(self) -> dict[str, int]:
         """Forward+backward passes per image, by the method whose backward rules were active ("plain": none)."""
         totals: Counter = Counter()
-        for (batch, grad, rules), count in self.calls.items():
+        for (batch, grad, rules, _), count in self.calls.items():
             if grad:
                 totals[rules or "plain"] += batch * count
         return {rules: total // max(self.images, 1) for rules, total in sorted(totals.items())}
+
+    def replayed_passes(self) -> int:
+        """Forward+backward passes per image that recomputed only the randomized top (``attribution.reuse``)."""
+        total = sum(batch * count for (batch, grad, _, replayed), count in self.calls.items() if grad and replayed)
+        return total // max(self.images, 1)
 
     def calls_images(self, backward: bool) -> int:
         return count_images(self.calls, backward)

@@ -376,6 +376,12 @@ class RuntimeSpec(StrictModel):
         description="Convolutions in channels-last (NHWC) memory layout; same numbers, faster: measured 6-25 % "
         "per forward+backward on a CPU for all five models, and what tensor cores want on a GPU.",
     )
+    reuse_bottom_forward: bool = Field(
+        True,
+        description="Record the plain gradient pass of the trained model once per batch and, in every randomized "
+        "stage, recompute only the modules from the first randomized one on (same numbers; the forward of the "
+        "trained bottom is paid once).",
+    )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
     actors: int | None = Field(

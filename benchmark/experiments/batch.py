@@ -14,6 +14,7 @@ import pyarrow as pa
 import torch
 
 from ..attribution import AttributionContext, build_method
+from ..attribution.reuse import BottomReuse
 from ..config.spec import JobSpec
 from ..data.loader import ImageBatch
 from ..metrics import MapComparer
@@ -38,7 +39,9 @@ class BatchEvaluator:
         self.spec, self.model, self.plan = spec, model, plan
         self.methods = [build_method(method, model) for method in spec.methods]
         self.comparer = MapComparer(spec.metrics)
-        self.chunk_size = chunk = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop)
+        self.reuse_forward = spec.runtime.reuse_bottom_forward and spec.randomization.enabled and bool(plan.stages)
+        retained = spec.runtime.batch_size if self.reuse_forward else 0
+        self.chunk_size = chunk = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         self.randomization = RandomizationCheck(spec.randomization, plan, model, self.methods, self.comparer, chunk)
         self.faithfulness = FaithfulnessCheck(spec.occlusion, model, self.methods, chunk)
         # DESIGN §7: each walks the same plan with the same (shared, cached) randomizer
@@ -67,7 +70,10 @@ class BatchEvaluator:
         with torch.no_grad(), (self.activations.capture() if self.activations else nullcontext()):
             logits = self.model.module(inputs)
         targets = reference_targets(self.spec.randomization.target, batch.labels, logits)
-        context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.chunk_size, {})
+        randomizing = self.spec.randomization.enabled and bool(self.plan.stages)
+        reuse = BottomReuse(inputs) if self.reuse_forward else None
+        stage_reuse = reuse.at(set()) if reuse is not None else None
+        context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.chunk_size, {}, stage_reuse)
         reference_maps = explain(self.methods, self.model, inputs, targets, context)
 
         tables: dict[str, pa.Table] = {}
@@ -75,9 +81,11 @@ class BatchEvaluator:
             curves = self.faithfulness.run(batch.pixels, reference_maps, targets)
             tables["occlusion"] = self.faithfulness.table(curves, batch.image_ids, targets, shard)
         grid = None
-        if self.spec.randomization.enabled and self.plan.stages:
-            grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps, keep)
+        if randomizing:
+            grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps, keep, reuse)
             tables["randomization"] = self.randomization.table(grid, batch.image_ids, shard)
+        if reuse is not None:
+            reuse.release()
         if keep is not None:
             tables["maps"] = self._maps(batch, kept, keep, reference_maps, targets, grid, shard)
         state = BatchState(batch.image_ids, inputs, targets, logits, reference_maps, shard, keep)

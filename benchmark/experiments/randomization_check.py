@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 
 from ..attribution import AttributionContext, AttributionMethod, reduce_channels
+from ..attribution.reuse import BottomReuse
 from ..config.spec import RandomizationSpec
 from ..metrics import MapComparer
 from ..models.bundle import ModelBundle
@@ -69,8 +70,10 @@ class RandomizationCheck:
         reference_targets: torch.Tensor,
         reference_maps: list,
         keep: torch.Tensor | None = None,
+        reuse: BottomReuse | None = None,
     ) -> RandomizationGrid:
-        """``keep``: batch indices of images whose stage maps are returned too (runtime.save_maps)."""
+        """``keep``: batch indices of images whose stage maps are returned too (runtime.save_maps);
+        ``reuse``: the batch's recorded trained forward passes, replayed below each stage's randomized top."""
         prepared = [self.comparer.prepare(maps) for maps in reference_maps]
         values, bounds, targets, kept = [], [], [], []
         try:
@@ -84,7 +87,9 @@ class RandomizationCheck:
                         with torch.no_grad():
                             stage_logits = self.model.module(inputs)
                     target = stage_targets(self.spec.target, reference_targets, stage_logits)
-                    context = AttributionContext(image_ids, seed, stage.index, self.chunk_size, {})
+                    randomized = self.randomizer.randomized_modules
+                    stage_reuse = reuse.at(randomized) if reuse is not None else None
+                    context = AttributionContext(image_ids, seed, stage.index, self.chunk_size, {}, stage_reuse)
                     for reference, maps in zip(prepared, explain(self.methods, self.model, inputs, target, context)):
                         value, bound = self.comparer.compare(reference, maps)
                         values.append(value)

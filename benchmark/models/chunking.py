@@ -18,15 +18,17 @@ GPU_MEMORY_SHARE = 0.6  # of the free memory, for one pass; the rest: maps, metr
 GPU_CHUNK_LIMIT = 1024
 
 
-def resolve_chunk_size(requested: int | str, model: ModelBundle, image_size: int) -> int:
+def resolve_chunk_size(requested: int | str, model: ModelBundle, image_size: int, retained_inputs: int = 0) -> int:
+    """``retained_inputs``: images whose forward graph stays in memory meanwhile (the recorded trained
+    bottom of ``attribution.reuse``: one batch); on a GPU their memory is not available to a chunk."""
     if requested != "auto":
         return int(requested)
     if model.device.type != "cuda":
         return CPU_CHUNK
-    return gpu_chunk(model, image_size)
+    return gpu_chunk(model, image_size, retained_inputs=retained_inputs)
 
 
-def gpu_chunk(model: ModelBundle, image_size: int, probe: int = 2) -> int:
+def gpu_chunk(model: ModelBundle, image_size: int, probe: int = 2, retained_inputs: int = 0) -> int:
     """Inputs per pass from the peak memory of a ``probe``-input forward+backward."""
     device = model.device
     torch.cuda.synchronize(device)
@@ -38,4 +40,4 @@ def gpu_chunk(model: ModelBundle, image_size: int, probe: int = 2) -> int:
     per_input = max(1, (torch.cuda.max_memory_allocated(device) - baseline) // probe)
     del x, out
     free, _ = torch.cuda.mem_get_info(device)
-    return int(max(1, min(GPU_CHUNK_LIMIT, GPU_MEMORY_SHARE * free // per_input)))
+    return int(max(1, min(GPU_CHUNK_LIMIT, GPU_MEMORY_SHARE * free // per_input - retained_inputs)))

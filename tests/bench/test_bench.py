@@ -50,6 +50,13 @@ def test_passes_under_backward_rules_are_replayed_with_those_rules(report) -> No
     assert report["bare_plain_seconds"] > 0
 
 
+def test_passes_that_replay_the_trained_bottom_are_counted_and_timed_as_such(report) -> None:
+    # the plain pass (gradient) records at stage 0 and replays in seed 0's stages 1 and 2; seed 1
+    # restarts from the trained model, so its stage 1 records afresh and its stage 2 replays
+    assert report["replayed_passes_per_image"] == 3
+    assert any("bottom modules replayed" in kind for kind in report["bare_call_seconds"])
+
+
 def test_figures_are_consistent(report) -> None:
     assert report["images"] == 5 and report["model_states"] == 5
     assert report["pipeline_seconds"] > 0 and report["bare_seconds"] > 0
