@@ -80,7 +80,7 @@ def describe(key: PassKey) -> str:
     return (
         f"batch={batch} {kind}"
         + (f" ({rules} rules)" if rules else "")
-        + (f" (top only: {len(replayed)} bottom modules replayed)" if replayed else "")
+        + (f" (top only; replayed: {', '.join(replayed)})" if replayed else "")
     )
 
 

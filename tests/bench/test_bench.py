@@ -54,7 +54,12 @@ def test_passes_that_replay_the_trained_bottom_are_counted_and_timed_as_such(rep
     # the plain pass (gradient) records at stage 0 and replays in seed 0's stages 1 and 2; seed 1
     # restarts from the trained model, so its stage 1 records afresh and its stage 2 replays
     assert report["replayed_passes_per_image"] == 3
-    assert any("bottom modules replayed" in kind for kind in report["bare_call_seconds"])
+    replayed = {kind.split("replayed: ")[1].rstrip(")") for kind in report["bare_call_seconds"] if "replayed: " in kind}
+    # one set per stage: stage 1 replays all of layer4 (only fc is randomized), stage 2 stops before layer4.2
+    assert replayed == {
+        "avgpool, bn1, conv1, layer1, layer2, layer3, layer4, maxpool, relu",
+        "bn1, conv1, layer1, layer2, layer3, layer4.0, layer4.1, maxpool, relu",
+    }
 
 
 def test_figures_are_consistent(report) -> None:
