@@ -31,7 +31,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 NEVER = sys.maxsize  # a call index after every call

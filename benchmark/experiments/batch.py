@@ -39,7 +39,8 @@ class BatchEvaluator:
         self.spec, self.model, self.plan = spec, model, plan
         self.methods = [build_method(method, model) for method in spec.methods]
         self.comparer = MapComparer(spec.metrics)
-        self.reuse_forward = spec.runtime.reuse_bottom_forward and spec.randomization.enabled and bool(plan.stages)
+        self.randomizing = spec.randomization.enabled and bool(plan.stages)
+        self.reuse_forward = self.randomizing and spec.runtime.reuse_bottom_forward
         retained = spec.runtime.batch_size if self.reuse_forward else 0
         self.chunk_size = chunk = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         self.randomization = RandomizationCheck(spec.randomization, plan, model, self.methods, self.comparer, chunk)
@@ -70,7 +71,6 @@ class BatchEvaluator:
         with torch.no_grad(), (self.activations.capture() if self.activations else nullcontext()):
             logits = self.model.module(inputs)
         targets = reference_targets(self.spec.randomization.target, batch.labels, logits)
-        randomizing = self.spec.randomization.enabled and bool(self.plan.stages)
         reuse = BottomReuse(inputs) if self.reuse_forward else None
         stage_reuse = reuse.at(set()) if reuse is not None else None
         context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.chunk_size, {}, stage_reuse)
@@ -81,7 +81,7 @@ class BatchEvaluator:
             curves = self.faithfulness.run(batch.pixels, reference_maps, targets)
             tables["occlusion"] = self.faithfulness.table(curves, batch.image_ids, targets, shard)
         grid = None
-        if randomizing:
+        if self.randomizing:
             grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps, keep, reuse)
             tables["randomization"] = self.randomization.table(grid, batch.image_ids, shard)
         if reuse is not None:

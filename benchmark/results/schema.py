@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
+
+
 def _schema_root() -> Path:
     """``results_schema/`` of the source tree (a checkout, an editable install, a Ray working_dir),
     else the copy a regular install puts under ``<prefix>/share/benchmark`` (pyproject data-files)."""

@@ -12,7 +12,7 @@ from benchmark.config.spec import GradientSpec, GuidedBackpropSpec
 from benchmark.experiments.stages import stage_walk
 from benchmark.models import Randomizer, build_plan, model_def
 
-from .attribution_models import keys, make_bundle, make_inputs, make_targets, registry_bundle, seeded, tiny_densenet, tiny_efficientnet
+from .attribution_models import keys, make_inputs, make_targets, registry_bundle, seeded, tiny_densenet, tiny_efficientnet
 
 PAPER_MODEL = {"densenet": "densenet121", "efficientnet": "efficientnet-b0"}
 ARCHITECTURES = {
