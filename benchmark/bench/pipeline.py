@@ -64,7 +64,7 @@ def measure_pipeline(spec: JobSpec, out: str) -> PipelineMeasurement:
     device = runner.model.device
     warm_up, _ = next(runner._batches(state.tasks[0].records[:1]))
     if warm_up is not None:
-        runner.evaluator.evaluate(warm_up, shard=-1)
+        runner.evaluator.evaluate(warm_up)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with PassRecorder(runner.model.module) as recorder:

@@ -7,15 +7,39 @@ import pyarrow as pa
 import torch
 
 from ..attribution import AttributionMethod
-from ..config.spec import OcclusionSpec
+from ..config.spec import JobSpec, OcclusionSpec
 from ..models.bundle import ModelBundle
+from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index, list_column
 from .occlusion import OcclusionCurves, box_blur, occlusion_curves
+from .state import Batch, ModelState
 
 
-class FaithfulnessCheck:
+@register_experiment("occlusion")
+class FaithfulnessCheck(Experiment):
+    tables = ("occlusion",)
+
     def __init__(self, spec: OcclusionSpec, model: ModelBundle, methods: list[AttributionMethod], chunk_size: int):
         self.spec, self.model, self.methods, self.chunk_size = spec, model, methods, chunk_size
+        self._rows: pa.Table | None = None
+
+    @classmethod
+    def build(cls, setup: Setup) -> "FaithfulnessCheck":
+        return cls(setup.spec.occlusion, setup.model, setup.methods, setup.chunk_size)
+
+    @classmethod
+    def observes_randomized_states(cls, spec: JobSpec) -> bool:
+        return False  # faithfulness is a property of the trained model's maps
+
+    def start(self, batch: Batch) -> None:
+        self.batch, self._rows = batch, None
+
+    def observe(self, state: ModelState) -> None:
+        curves = self.run(self.batch.pixels, state.maps_of(self.methods), state.targets)
+        self._rows = self.table(curves, self.batch.image_ids, state.targets)
+
+    def finish(self) -> dict[str, pa.Table]:
+        return {} if self._rows is None else {"occlusion": self._rows}
 
     def run(self, pixels: torch.Tensor, maps: list[torch.Tensor], targets: torch.Tensor) -> list[OcclusionCurves]:
         """Curves for every kernel; ``maps`` are the methods' stage-0 maps [N,H,W]."""
@@ -29,7 +53,7 @@ class FaithfulnessCheck:
             for kernel in self.spec.kernels
         ]
 
-    def table(self, curves: list[OcclusionCurves], image_ids: list[str], targets: torch.Tensor, shard: int) -> pa.Table:
+    def table(self, curves: list[OcclusionCurves], image_ids: list[str], targets: torch.Tensor) -> pa.Table:
         target_array = targets.cpu().numpy().astype(np.int32)
         pieces = []
         for result in curves:
@@ -49,7 +73,6 @@ class FaithfulnessCheck:
                         "logit_curve": list_column(result.logit.cpu().numpy().reshape(count, length)),
                         "auc": pa.array(result.auc().cpu().numpy().ravel().astype(np.float64)),
                         "aopc": pa.array(result.aopc().cpu().numpy().ravel().astype(np.float64)),
-                        "shard": pa.array(np.full(count, shard, dtype=np.int32)),
                     }
                 )
             )
