@@ -26,7 +26,7 @@ from typing import Callable, ClassVar, TypeVar
 
 import pyarrow as pa
 
-from ..attribution import AttributionMethod
+from ..attribution import AttributionMethod, Passes
 from ..config.spec import JobSpec, StrictModel, register_section, unregister_section
 from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan
@@ -80,6 +80,16 @@ class Experiment(ABC):
     @abstractmethod
     def finish(self) -> dict[str, pa.Table]:
         """The batch's rows, by table; without shard and partition columns (the writer adds them)."""
+
+    # -- what it costs (``benchmark bench`` derives the expected model passes from these) --------------
+    def explains(self) -> list[AttributionMethod]:
+        """The job's methods whose maps it asks of every state it observes (shared with the others)."""
+        return []
+
+    def own_passes(self, states: int) -> Passes:
+        """Model passes per image it runs itself in a batch where it observes ``states`` states:
+        ``forward`` forward-only, ``backward`` forward+backward (default: none)."""
+        return Passes(forward=0, backward=0)
 
 
 EXPERIMENTS: dict[str, type[Experiment]] = {}

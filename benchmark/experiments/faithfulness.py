@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import torch
 
-from ..attribution import AttributionMethod
+from ..attribution import AttributionMethod, Passes
 from ..config.spec import JobSpec, OcclusionSpec
 from ..models.bundle import ModelBundle
 from .base import Experiment, Setup, register_experiment
@@ -15,17 +17,36 @@ from .occlusion import OcclusionCurves, box_blur, occlusion_curves
 from .state import Batch, ModelState
 
 
+def occlusion_forwards(spec: OcclusionSpec, methods: int, image_size: int) -> int:
+    """Forward passes per image of the occlusion curves: f0 once per kernel, then every step that
+    still occludes a new tile (beyond all tiles the curve is flat and not recomputed)."""
+    total = 0
+    for kernel in spec.kernels:
+        tiles = math.ceil(image_size / kernel) ** 2
+        total += 1 + methods * min(spec.steps, tiles)
+    return total
+
+
 @register_experiment("occlusion")
 class FaithfulnessCheck(Experiment):
     tables = ("occlusion",)
 
-    def __init__(self, spec: OcclusionSpec, model: ModelBundle, methods: list[AttributionMethod], chunk_size: int):
+    def __init__(self, spec: OcclusionSpec, model: ModelBundle, methods: list[AttributionMethod], chunk_size: int,
+                 image_size: int | None = None):
         self.spec, self.model, self.methods, self.chunk_size = spec, model, methods, chunk_size
+        self.image_size = image_size
         self._rows: pa.Table | None = None
 
     @classmethod
     def build(cls, setup: Setup) -> "FaithfulnessCheck":
-        return cls(setup.spec.occlusion, setup.model, setup.methods, setup.chunk_size)
+        return cls(setup.spec.occlusion, setup.model, setup.methods, setup.chunk_size, setup.spec.dataset.crop)
+
+    def explains(self) -> list[AttributionMethod]:
+        return self.methods
+
+    def own_passes(self, states: int) -> Passes:
+        size = self.image_size or 0
+        return Passes(forward=occlusion_forwards(self.spec, len(self.methods), size), backward=0)
 
     @classmethod
     def observes_randomized_states(cls, spec: JobSpec) -> bool:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from ..attribution import AttributionMethod, reduce_channels
+from ..attribution import AttributionMethod, Passes, reduce_channels
 from ..attribution.backward import tiles
 from ..attribution.lrp import LRP, build_composite
 from ..config.spec import KeptActivationSpec, MetricsSpec
@@ -95,6 +95,12 @@ class KeptFeatureExplanation(Experiment):
         spec = setup.spec
         return cls(spec.kept_activation_explanation, spec.metrics, setup.model, setup.methods, setup.plan.mode,
                    setup.chunk_size, spec.randomization.split_after)
+
+    def explains(self) -> list[AttributionMethod]:
+        return list(self.methods)
+
+    def own_passes(self, states: int) -> Passes:
+        return Passes(forward=0, backward=len(self.methods))  # the kept layer's explanation, trained model only
 
     def start(self, batch: Batch) -> None:
         self.batch = batch

@@ -60,6 +60,9 @@ class RandomizationCheck(Experiment):
             self.bounds.append(bound)
         self.targets.append(state.targets)
 
+    def explains(self) -> list:
+        return self.methods
+
     def finish(self) -> dict[str, pa.Table]:
         if not self.targets:
             return {}

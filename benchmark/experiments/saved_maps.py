@@ -61,6 +61,9 @@ class SavedMaps(Experiment):
         self.stage_maps.extend(m.index_select(0, saved) for m in maps)
         self.stage_targets.append(state.targets)
 
+    def explains(self) -> list:
+        return self.methods
+
     def finish(self) -> dict[str, pa.Table]:
         if self.batch is None or self.reference is None:
             return {}

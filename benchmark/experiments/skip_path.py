@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from zennit.core import Composite
 
-from ..attribution import reduce_channels
+from ..attribution import Passes, reduce_channels
 from ..attribution.backward import AtInput, path_gradient
 from ..attribution.canonizers import has_identity_skip
 from ..attribution.lrp import CANONIZERS, LRP, build_composite
@@ -105,6 +105,9 @@ class SkipPathDecomposition(Experiment):
     def build(cls, setup: Setup) -> "SkipPathDecomposition":
         spec = setup.spec
         return cls(spec.skip_path, spec.metrics, setup.model, setup.methods, setup.plan.mode, setup.chunk_size)
+
+    def own_passes(self, states: int) -> Passes:
+        return Passes(forward=0, backward=2 * len(self.methods) * states)  # skip and residual part, per state
 
     def start(self, batch: Batch) -> None:
         self.batch = batch
