@@ -32,7 +32,7 @@ class FaithfulnessCheck(Experiment):
     tables = ("occlusion",)
 
     def __init__(self, spec: OcclusionSpec, model: ModelBundle, methods: list[AttributionMethod], chunk_size: int,
-                 image_size: int | None = None):
+                 image_size: int):
         self.spec, self.model, self.methods, self.chunk_size = spec, model, methods, chunk_size
         self.image_size = image_size
         self._rows: pa.Table | None = None
@@ -45,8 +45,7 @@ class FaithfulnessCheck(Experiment):
         return self.methods
 
     def own_passes(self, states: int) -> Passes:
-        size = self.image_size or 0
-        return Passes(forward=occlusion_forwards(self.spec, len(self.methods), size), backward=0)
+        return Passes(forward=occlusion_forwards(self.spec, len(self.methods), self.image_size), backward=0)
 
     @classmethod
     def observes_randomized_states(cls, spec: JobSpec) -> bool:

@@ -36,14 +36,17 @@ class RandomizationCheck(Experiment):
     def __init__(self, setup: Setup) -> None:
         self.spec, self.plan, self.methods = setup.spec.randomization, setup.plan, setup.methods
         self.comparer = MapComparer(setup.spec.metrics)
-        self.start(None)
+        self._begin([])
 
     @classmethod
     def build(cls, setup: Setup) -> "RandomizationCheck":
         return cls(setup)
 
-    def start(self, batch: Batch | None) -> None:
-        self.image_ids = [] if batch is None else batch.image_ids
+    def start(self, batch: Batch) -> None:
+        self._begin(batch.image_ids)
+
+    def _begin(self, image_ids: list[str]) -> None:
+        self.image_ids = image_ids
         self.reference: list[PreparedReference] = []
         self.values: list[torch.Tensor] = []
         self.bounds: list[torch.Tensor] = []

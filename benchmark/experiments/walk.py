@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..attribution import AttributionContext
-from ..attribution.reuse import BottomReuse
+from ..attribution.reuse import BottomReuse, StageReuse
 from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan, Randomizer, Stage
 from .state import Batch, ModelState
@@ -107,5 +107,5 @@ class StateWalk:
             if reuse is not None:
                 reuse.release()
 
-    def _context(self, batch: Batch, seed: int, stage: int, reuse) -> AttributionContext:
+    def _context(self, batch: Batch, seed: int, stage: int, reuse: StageReuse | None) -> AttributionContext:
         return AttributionContext(batch.image_ids, seed, stage, self.chunk_size, {}, reuse)
