@@ -45,6 +45,7 @@ def comparison_spec(spec: JobSpec) -> JobSpec | None:
     return spec.model_copy(
         update={
             "methods": methods,
+            # the similarity Quantus' MPRT is run with (quantus_mprt.py: its ssim), on max-abs normalized maps
             "metrics": MetricsSpec(similarities=["ssim"], normalizations=["max_abs"], absolute=[False]),
             "occlusion": spec.occlusion.model_copy(update={"enabled": False}),
         }
@@ -84,6 +85,8 @@ def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int 
         "image_size": spec.dataset.crop,
         "images": full.images,
         "model_states": full.states,
+        "randomizations_per_batch": full.randomizations_per_batch,
+        "batches": full.batches,
         "methods": full.methods,
         "passes_per_image_expected": {"forward_backward": full.expected.forward_backward, "forward": full.expected.forward_only},
         "passes_per_image_recorded": {"forward_backward": recorded.forward_backward, "forward": recorded.forward_only},
@@ -126,6 +129,8 @@ def format_report(report: dict[str, Any]) -> str:
         ("device", f"{report['device']} ({report['torch_threads']} threads)"),
         ("model / input", f"{report['model']} / {report['image_size']}x{report['image_size']}"),
         ("images × model states", f"{report['images']} × {report['model_states']}"),
+        ("randomizations per batch", f"{report['randomizations_per_batch']:g} (one per randomized model state, "
+                                     f"{report['batches']} batches)"),
         ("methods", ", ".join(report["methods"])),
         ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])),
         ("passes per image (recorded)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_recorded"])),

@@ -9,9 +9,10 @@ Defaults are the paper's settings; the per-model randomization defaults live in
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0"]
 DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc"]
@@ -19,7 +20,6 @@ RandomizationMode = Literal["top_down", "independent", "bottom_up", "split"]
 TargetPolicy = Literal["label", "original_prediction", "own_prediction"]
 Reduction = Literal["sum", "mean", "l2"]
 Normalization = Literal["second_moment", "max_abs", "none"]
-SimilarityName = Literal["ssim", "mse", "spearman"]
 DataRangeRule = Literal["joint", "reference"]
 Precision = Literal["fp32", "tf32"]
 LRPComposite = Literal[
@@ -302,11 +302,40 @@ class SSIMSpec(StrictModel):
         return value
 
 
+def _registered_metrics() -> dict:
+    """The similarity metrics registry (``benchmark.metrics``; imported here lazily: it needs torch)."""
+    from ..metrics import METRICS
+
+    return METRICS
+
+
+def _default_similarities() -> list[str]:
+    from ..metrics import default_metrics
+
+    return default_metrics()
+
+
 class MetricsSpec(StrictModel):
-    similarities: list[SimilarityName] = Field(default_factory=lambda: ["ssim", "mse", "spearman"], min_length=1)
+    similarities: list[str] = Field(
+        default_factory=_default_similarities,
+        min_length=1,
+        description="Registered similarity metrics (benchmark.metrics.register_metric); default the paper's "
+        "ssim, mse, spearman.",
+    )
     normalizations: list[Normalization] = Field(default_factory=lambda: ["second_moment", "max_abs", "none"], min_length=1)
     absolute: list[bool] = Field(default_factory=lambda: [False, True], min_length=1)
     ssim: SSIMSpec = Field(default_factory=SSIMSpec)
+
+    @field_validator("similarities")
+    @classmethod
+    def _registered(cls, value: list[str]) -> list[str]:
+        registered = _registered_metrics()
+        unknown = [name for name in value if name not in registered]
+        if unknown:
+            raise ValueError(f"unknown similarity {', '.join(map(repr, unknown))}; allowed: {', '.join(registered)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"similarities must be distinct, got {value}")
+        return value
 
 
 class OcclusionSpec(StrictModel):
@@ -406,7 +435,42 @@ class RuntimeSpec(StrictModel):
         return value
 
 
+class ExperimentSection(StrictModel):
+    """Base of a new experiment's spec section: ``enabled`` switches the experiment on."""
+
+    enabled: bool = False
+
+
+# Spec sections of experiments registered by code (``benchmark.experiments.register_experiment``),
+# beyond the paper's, which ``JobSpec`` declares itself. A job may name any of them; absent, its
+# section has its defaults (``JobSpec.section``) and does not enter the spec's dump or hash.
+SECTIONS: dict[str, type[StrictModel]] = {}
+
+
+def register_section(name: str, section: type[StrictModel]) -> None:
+    """Let jobs carry a top-level section ``name`` validated by ``section``."""
+    if name in JobSpec.model_fields:
+        declared = JobSpec.model_fields[name].annotation
+        if declared is not section:
+            raise ValueError(f"spec section '{name}' is declared by JobSpec as {declared}, not {section.__name__}")
+        return
+    SECTIONS[name] = section
+
+
+def unregister_section(name: str) -> None:
+    SECTIONS.pop(name, None)
+
+
+def _error_details(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[InitErrorDetails]:
+    return [
+        InitErrorDetails(type=item["type"], loc=prefix + tuple(item["loc"]), input=item["input"], ctx=item.get("ctx", {}))
+        for item in error.errors()
+    ]
+
+
 class JobSpec(StrictModel):
+    model_config = ConfigDict(extra="allow", validate_assignment=True, frozen=False)  # extras: registered sections only
+
     name: str = Field(..., min_length=1)
     description: str = ""
     model: ModelSpec
@@ -444,6 +508,43 @@ class JobSpec(StrictModel):
             if enabled and not has_lrp:
                 raise ValueError(f"{section} explains with the job's LRP methods: add one to methods (name: lrp)")
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _registered_sections(cls, data: Any, handler: Any) -> "JobSpec":
+        """Top-level keys beyond the declared fields must be registered experiment sections (``SECTIONS``)."""
+        errors: list[InitErrorDetails] = []
+        sections: dict[str, StrictModel] = {}
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in cls.model_fields:
+                    continue
+                if key not in SECTIONS:
+                    errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
+                    continue
+                try:
+                    sections[key] = SECTIONS[key].model_validate(value)
+                except ValidationError as error:
+                    errors.extend(_error_details(error, (key,)))
+        try:
+            spec = handler(data)
+        except ValidationError as error:
+            raise ValidationError.from_exception_data(cls.__name__, _error_details(error) + errors) from None
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        if spec.__pydantic_extra__:
+            spec.__pydantic_extra__.update({key: sections.get(key, value) for key, value in spec.__pydantic_extra__.items()})
+        return spec
+
+    def section(self, name: str) -> StrictModel:
+        """An experiment's spec section: a declared field, or a registered section (its defaults when absent)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        if name in (self.__pydantic_extra__ or {}):
+            return self.__pydantic_extra__[name]
+        if name in SECTIONS:
+            return SECTIONS[name]()
+        raise KeyError(f"no spec section '{name}'")
 
     def num_classes(self) -> int:
         """The model's output size: explicit, or the dataset's class count."""

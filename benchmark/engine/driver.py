@@ -20,8 +20,8 @@ from ..data import build_dataset, select_records
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
+from ..results.schema import table_names
 from ..results.store import COMMITS, FAILURES, MANIFEST
-from ..results.writer import SHARD_TABLES
 from .manifest import ResumeRefused, check_resume, new_manifest
 from .plan import ShardTask, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
@@ -76,7 +76,7 @@ def preflight_model(spec: JobSpec) -> tuple[dict, str]:
 
 
 def discard_previous(store: OutputStore) -> None:
-    for folder in (*SHARD_TABLES, "activations", "logits", "maps", COMMITS, FAILURES, "aggregates"):
+    for folder in (*table_names(), COMMITS, FAILURES, "aggregates"):
         store.delete_dir(folder)
     store.delete(MANIFEST)
 

@@ -95,7 +95,7 @@ class ShardRunner:
             if batch is None:
                 continue
             images += len(batch)
-            for name, table in self.evaluator.evaluate(batch, task.shard, save_maps).items():
+            for name, table in self.evaluator.evaluate(batch, save_maps).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started
         tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}

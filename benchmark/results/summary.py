@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..metrics import HEADLINE, METRICS
+from ..metrics.scores import AOPC, AUC
 from .reader import read_table
 from .store import OutputStore
 
 
-def randomization_summary(store: OutputStore, metric: str = "ssim", normalization: str = "second_moment") -> pd.DataFrame:
+def randomization_summary(store: OutputStore, metric: str = HEADLINE, normalization: str = "second_moment") -> pd.DataFrame:
     table = read_table(store, "randomization").to_pandas()
     if table.empty:
         return table
@@ -28,13 +30,15 @@ def occlusion_summary(store: OutputStore) -> pd.DataFrame:
 
 def format_summary(store: OutputStore) -> str:
     lines = []
-    ssim = randomization_summary(store)
-    if not ssim.empty:
-        lines.append("Mean SSIM to the trained model's map (signed, second-moment normalized; lower = more change), by stage:")
-        lines.append(ssim.to_string(float_format=lambda v: f"{v:.3f}"))
+    headline = randomization_summary(store)
+    if not headline.empty:
+        lines.append(f"Mean {METRICS[HEADLINE].label} to the trained model's map (signed, second-moment normalized; "
+                     f"{METRICS[HEADLINE].better} = more change), by stage:")
+        lines.append(headline.to_string(float_format=lambda v: f"{v:.3f}"))
     occlusion = occlusion_summary(store)
     if not occlusion.empty:
         lines.append("")
-        lines.append("Occlusion: mean softmax over the curve (auc, lower is better) and AOPC (higher is better), by kernel:")
+        lines.append(f"Occlusion: mean softmax over the curve (auc, {AUC.better} is better) and AOPC ({AOPC.better} is "
+                     "better), by kernel:")
         lines.append(occlusion.to_string(float_format=lambda v: f"{v:.4f}"))
     return "\n".join(lines) if lines else "No committed results yet."
