@@ -222,7 +222,9 @@ class GuidedBackpropSpec(MethodBase):
 class LRPSpec(MethodBase):
     name: Literal["lrp"]
     composite: LRPComposite = "epsilon_plus_flat"
-    epsilon: float = Field(1e-6, gt=0, description="Stabiliser of the epsilon rule.")
+    epsilon: float = Field(
+        1e-6, gt=0, description="Stabiliser of the epsilon rule (and of the adaptive_beta rule's denominators)."
+    )
     gamma: float = Field(0.25, ge=0, description="Gamma of the gamma rule.")
     gamma_start: float = Field(1.0, ge=0, description="vgg_paper: gamma at the first convolution.")
     gamma_end: float = Field(0.01, ge=0, description="vgg_paper: gamma at the last convolution.")
@@ -230,8 +232,12 @@ class LRPSpec(MethodBase):
     beta_formula: Literal["ratio", "printed"] = Field(
         "ratio", description="adaptive_beta: n/(p-n) (supplement eq. 1) or the printed eq. 2, n/(p+n)."
     )
-    output_relevance: Literal["logit", "one"] = Field(
-        "logit", description="Relevance put on the target output: its logit (conservation) or 1."
+    output_relevance: Literal["one", "logit"] = Field(
+        "one",
+        description="Relevance put on the target output: 1 (zennit's and Quantus' convention, how the gradient "
+        "family is seeded; DESIGN §4) or its logit (input relevance then sums to the logit where the rules "
+        "conserve, but a randomized model's negative target logit flips the sign of the whole map: "
+        "docs/lrp-seeding.md). 'logit' adds '_logit' to the method's default label.",
     )
 
     @model_validator(mode="after")
@@ -241,7 +247,7 @@ class LRPSpec(MethodBase):
         return self
 
     def default_label(self) -> str:
-        return f"lrp_{self.composite}"
+        return f"lrp_{self.composite}" + ("_logit" if self.output_relevance == "logit" else "")
 
 
 class NoiseSpec(MethodBase):

@@ -153,12 +153,14 @@ def tiny_efficientnet(size: int = 32) -> ModelBundle:
     return make_bundle(seeded(build), "efficientnet", "tiny-efficientnet")
 
 
-def zennit_relevance(model, composite, inputs, targets) -> torch.Tensor:
-    """zennit's Gradient attributor, output relevance = one-hot × logit."""
+def zennit_relevance(model, composite, inputs, targets, output_relevance: str = "one") -> torch.Tensor:
+    """zennit's Gradient attributor; output relevance one-hot (zennit's convention, our default) or
+    one-hot × logit (``output_relevance='logit'``)."""
 
-    def output_relevance(output: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.one_hot(targets, output.shape[1]).to(output) * output.detach()
+    def seed(output: torch.Tensor) -> torch.Tensor:
+        one_hot = torch.nn.functional.one_hot(targets, output.shape[1]).to(output)
+        return one_hot * output.detach() if output_relevance == "logit" else one_hot
 
-    with Gradient(model.module, composite, attr_output=output_relevance) as attributor:
+    with Gradient(model.module, composite, attr_output=seed) as attributor:
         _, relevance = attributor(inputs.clone())
     return relevance

@@ -75,7 +75,7 @@ def bias_free_variant(name: str, inputs: torch.Tensor, seed: int = 0):
 
 
 def relevance_and_logits(model, composite: str, inputs: torch.Tensor, targets: torch.Tensor):
-    spec = LRPSpec(name="lrp", composite=composite, epsilon=1e-9)
+    spec = LRPSpec(name="lrp", composite=composite, epsilon=1e-9, output_relevance="logit")  # sums to the logit
     relevance = build_method(spec, model).attribute(model, inputs, targets, AttributionContext(keys(len(targets))))
     with torch.no_grad():
         logits = model.module(inputs)[torch.arange(len(targets)), targets]
