@@ -371,11 +371,18 @@ class KeptActivationSpec(MapOutputSpec):
 class RuntimeSpec(StrictModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
-    batch_size: int = Field(16, ge=1, description="Images per device batch inside a shard.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="Images per device batch inside a shard. Part of the spec hash: which images share a "
+        "convolution's batch changes the last bits of its results (the library picks its kernels by batch size).",
+    )
     chunk_size: int | Literal["auto"] = Field(
         "auto",
         description="Most inputs in one forward/backward pass (images, IG steps, SmoothGrad samples, occlusion "
-        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower.",
+        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower. Part of the spec "
+        "hash, like batch_size; 'auto' on a GPU depends on the free memory: set a number for bitwise-repeatable "
+        "GPU runs.",
     )
     channels_last: bool = Field(
         True,
@@ -387,6 +394,14 @@ class RuntimeSpec(StrictModel):
         description="Record the plain gradient pass of the trained model once per batch and, in every randomized "
         "stage, recompute only the modules from the first randomized one on (same numbers; the forward of the "
         "trained bottom is paid once).",
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch intra-op CPU threads of every worker (the inline run and each Ray actor), whatever the "
+        "machine. torch splits float reductions across its threads, so the thread count changes the last bits of "
+        "results: fixed here, numbers do not depend on where they ran (and it is part of the spec hash). On a "
+        "CPU-only cluster give actors as many CPUs: runtime.num_cpus.",
     )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
@@ -455,14 +470,15 @@ class JobSpec(StrictModel):
         """The model's output size: explicit, or the dataset's class count."""
         if self.model.num_classes is not None:
             return self.model.num_classes
-        return {"coco": 80, "voc": 20}.get(self.dataset.kind, 1000)
+        return {"coco": 80, "voc": 20, "digits": 10}.get(self.dataset.kind, 1000)
 
 
-# Sections whose values do not change any number in the results: a resume may change them.
+# Keys whose values do not change any number in the results: a resume may change them. Not here:
+# runtime.threads, batch_size and chunk_size (float reduction order; tests/engine/test_determinism.py).
+# runtime.device is here although a GPU's numbers differ from a CPU's in the last bits: 'auto'
+# resolves per machine anyway, and every shard records its device (table 'shards').
 EXECUTION_ONLY_KEYS = {
     ("runtime", "device"),
-    ("runtime", "batch_size"),
-    ("runtime", "chunk_size"),
     ("runtime", "num_gpus"),
     ("runtime", "num_cpus"),
     ("runtime", "actors"),

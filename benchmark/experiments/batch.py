@@ -26,6 +26,7 @@ from .context import BatchState
 from .faithfulness import FaithfulnessCheck
 from .kept_features import KeptFeatureExplanation
 from .logits import LogitPreservation
+from .map_health import DegenerateMaps
 from .randomization_check import RandomizationCheck, RandomizationGrid, explain
 from .saved_maps import maps_table
 from .skip_path import SkipPathDecomposition
@@ -39,6 +40,7 @@ class BatchEvaluator:
         self.spec, self.model, self.plan = spec, model, plan
         self.methods = [build_method(method, model) for method in spec.methods]
         self.comparer = MapComparer(spec.metrics)
+        self.degenerate_maps = DegenerateMaps([method.id for method in self.methods])  # stage-0 maps, per shard
         self.randomizing = spec.randomization.enabled and bool(plan.stages)
         self.reuse_forward = self.randomizing and spec.runtime.reuse_bottom_forward
         retained = spec.runtime.batch_size if self.reuse_forward else 0
@@ -75,6 +77,7 @@ class BatchEvaluator:
         stage_reuse = reuse.at(set()) if reuse is not None else None
         context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.chunk_size, {}, stage_reuse)
         reference_maps = explain(self.methods, self.model, inputs, targets, context)
+        self.degenerate_maps.add(reference_maps)
 
         tables: dict[str, pa.Table] = {}
         if self.spec.occlusion.enabled:
