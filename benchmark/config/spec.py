@@ -13,8 +13,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0"]
-DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc"]
+ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0", "tiny-resnet"]
+DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc", "digits"]
 RandomizationMode = Literal["top_down", "independent", "bottom_up", "split"]
 TargetPolicy = Literal["label", "original_prediction", "own_prediction"]
 Reduction = Literal["sum", "mean", "l2"]
@@ -45,7 +45,8 @@ class ModelSpec(StrictModel):
     weights: str = Field(
         "imagenet",
         description="'imagenet' (the library's pretrained weights, through its cache), a torchvision "
-        "weights enum name such as 'IMAGENET1K_V2', 'random', or a path to a state-dict file.",
+        "weights enum name such as 'IMAGENET1K_V2', 'random', a path to a state-dict file, or 'testbed' "
+        "(tiny-resnet only: the trained-network test bed, trained on the digits once per machine and cached).",
     )
     weights_seed: int = Field(0, description="Seed of the library's own initialisation when weights='random'.")
     num_classes: int | None = Field(
@@ -67,14 +68,19 @@ class DatasetSpec(StrictModel):
         "or the images themselves; coco: the folder holding 'annotations/' and '<split>2017/'; voc: the "
         "'VOC2007'/'VOC2012' folder (or a folder holding exactly one of them).",
     )
-    split: str = Field("val", description="Split: ImageNet sub-folder, COCO '<split>2017', VOC ImageSets/Main/<split>.txt.")
+    split: str = Field(
+        "val",
+        description="Split: ImageNet sub-folder, COCO '<split>2017', VOC ImageSets/Main/<split>.txt, digits 'val' or 'train'.",
+    )
     offset: int = Field(0, ge=0, description="Images skipped at the start of the canonical order.")
     limit: int | None = Field(None, ge=1, description="Images used after the offset; all when null.")
     shard_size: int = Field(32, ge=1, description="Images per shard: the unit of scheduling, writing and resume.")
     resize: int | None = Field(
         None, ge=8, description="Shorter side after resizing; default crop*256/224 (ImageNet, samples) or crop (COCO, VOC)."
     )
-    crop: int = Field(224, ge=32, description="Centre-crop size: the model's input size.")
+    crop: int = Field(
+        224, ge=32, description="Centre-crop size: the model's input size (digits: 32 unless set, the images' own size)."
+    )
     labels_file: str | None = Field(
         None,
         description="imagenet, flat folder: the labels, either Kaggle's LOC_val_solution.csv or a text file of "
@@ -103,6 +109,14 @@ class DatasetSpec(StrictModel):
     )
     synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
     synthetic_seed: int = 0
+
+    @model_validator(mode="after")
+    def _digits_at_their_own_size(self) -> "DatasetSpec":
+        if self.kind == "digits" and "crop" not in self.model_fields_set:
+            self.crop = 32
+        if self.kind == "digits" and self.split not in ("val", "train"):
+            raise ValueError(f"dataset.split: the digits dataset has splits val and train, not '{self.split}'")
+        return self
 
     @model_validator(mode="after")
     def _root_required(self) -> "DatasetSpec":
@@ -450,6 +464,15 @@ class JobSpec(StrictModel):
         if duplicates:
             raise ValueError(
                 f"methods: two methods share the name {duplicates}; give them distinct 'label' values"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _testbed_weights_fit(self) -> "JobSpec":
+        if self.model.weights == "testbed" and (self.model.name != "tiny-resnet" or self.num_classes() != 10):
+            raise ValueError(
+                "model.weights 'testbed' is the tiny-resnet trained on the 10 digit classes: use it with "
+                f"model.name tiny-resnet and 10 classes (got {self.model.name} with {self.num_classes()} classes)"
             )
         return self
 

@@ -104,7 +104,12 @@ def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
 
 
 def registry_bundle(name: str, size: int = 32) -> ModelBundle:
-    """One of the paper's architectures from the registry, untrained, at ``size`` px."""
+    """One of the paper's architectures from the registry, untrained, at ``size`` px.
+
+    Untrained means what these tests can check is the mechanics (rules, canonizers, equivalences),
+    never what a trained network shows (``tests/testbed`` does that). EfficientNet-B0 in particular:
+    with efficientnet_pytorch's default initialisation alone its gradients are ~1e-14 and every LRP
+    map is exactly zero; the random BatchNorm statistics set here are what give it non-zero maps."""
     definition = model_def(name)
     module = seeded(lambda: definition.build(NUM_CLASSES, size))
     bundle = make_bundle(module, definition.family, name)
