@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config.spec import JobSpec, MetricsSpec
 from ..experiments.targets import reference_targets
+from ..models.threads import intra_op_threads
 from .bare import bare_seconds
 from .pipeline import PipelineMeasurement, measure_pipeline
 from .quantus_mprt import QUANTUS_METHODS, measure_quantus, quantus_version
@@ -66,6 +67,12 @@ def _images_and_targets(measurement: PipelineMeasurement, spec: JobSpec) -> tupl
 
 
 def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int = 3) -> dict[str, Any]:
+    """Every figure with ``runtime.threads`` torch threads, as the pipeline runs (bare passes and Quantus too)."""
+    with intra_op_threads(spec.runtime.threads):
+        return _run_bench(spec, out, with_quantus, repeats)
+
+
+def _run_bench(spec: JobSpec, out: Path, with_quantus: bool, repeats: int) -> dict[str, Any]:
     full = measure_pipeline(spec, str(out / "full"))
     device = full.runner.model.device
     shape = (3, spec.dataset.crop, spec.dataset.crop)

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
-ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0"]
-DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc"]
+ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0", "tiny-resnet"]
+DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc", "digits"]
 RandomizationMode = Literal["top_down", "independent", "bottom_up", "split"]
 TargetPolicy = Literal["label", "original_prediction", "own_prediction"]
 Reduction = Literal["sum", "mean", "l2"]
@@ -45,7 +45,8 @@ class ModelSpec(StrictModel):
     weights: str = Field(
         "imagenet",
         description="'imagenet' (the library's pretrained weights, through its cache), a torchvision "
-        "weights enum name such as 'IMAGENET1K_V2', 'random', or a path to a state-dict file.",
+        "weights enum name such as 'IMAGENET1K_V2', 'random', a path to a state-dict file, or 'testbed' "
+        "(tiny-resnet only: the trained-network test bed, trained on the digits once per machine and cached).",
     )
     weights_seed: int = Field(0, description="Seed of the library's own initialisation when weights='random'.")
     num_classes: int | None = Field(
@@ -67,14 +68,19 @@ class DatasetSpec(StrictModel):
         "or the images themselves; coco: the folder holding 'annotations/' and '<split>2017/'; voc: the "
         "'VOC2007'/'VOC2012' folder (or a folder holding exactly one of them).",
     )
-    split: str = Field("val", description="Split: ImageNet sub-folder, COCO '<split>2017', VOC ImageSets/Main/<split>.txt.")
+    split: str = Field(
+        "val",
+        description="Split: ImageNet sub-folder, COCO '<split>2017', VOC ImageSets/Main/<split>.txt, digits 'val' or 'train'.",
+    )
     offset: int = Field(0, ge=0, description="Images skipped at the start of the canonical order.")
     limit: int | None = Field(None, ge=1, description="Images used after the offset; all when null.")
     shard_size: int = Field(32, ge=1, description="Images per shard: the unit of scheduling, writing and resume.")
     resize: int | None = Field(
         None, ge=8, description="Shorter side after resizing; default crop*256/224 (ImageNet, samples) or crop (COCO, VOC)."
     )
-    crop: int = Field(224, ge=32, description="Centre-crop size: the model's input size.")
+    crop: int = Field(
+        224, ge=32, description="Centre-crop size: the model's input size (digits: 32 unless set, the images' own size)."
+    )
     labels_file: str | None = Field(
         None,
         description="imagenet, flat folder: the labels, either Kaggle's LOC_val_solution.csv or a text file of "
@@ -103,6 +109,14 @@ class DatasetSpec(StrictModel):
     )
     synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
     synthetic_seed: int = 0
+
+    @model_validator(mode="after")
+    def _digits_at_their_own_size(self) -> "DatasetSpec":
+        if self.kind == "digits" and "crop" not in self.model_fields_set:
+            self.crop = 32
+        if self.kind == "digits" and self.split not in ("val", "train"):
+            raise ValueError(f"dataset.split: the digits dataset has splits val and train, not '{self.split}'")
+        return self
 
     @model_validator(mode="after")
     def _root_required(self) -> "DatasetSpec":
@@ -222,7 +236,9 @@ class GuidedBackpropSpec(MethodBase):
 class LRPSpec(MethodBase):
     name: Literal["lrp"]
     composite: LRPComposite = "epsilon_plus_flat"
-    epsilon: float = Field(1e-6, gt=0, description="Stabiliser of the epsilon rule.")
+    epsilon: float = Field(
+        1e-6, gt=0, description="Stabiliser of the epsilon rule (and of the adaptive_beta rule's denominators)."
+    )
     gamma: float = Field(0.25, ge=0, description="Gamma of the gamma rule.")
     gamma_start: float = Field(1.0, ge=0, description="vgg_paper: gamma at the first convolution.")
     gamma_end: float = Field(0.01, ge=0, description="vgg_paper: gamma at the last convolution.")
@@ -230,8 +246,12 @@ class LRPSpec(MethodBase):
     beta_formula: Literal["ratio", "printed"] = Field(
         "ratio", description="adaptive_beta: n/(p-n) (supplement eq. 1) or the printed eq. 2, n/(p+n)."
     )
-    output_relevance: Literal["logit", "one"] = Field(
-        "logit", description="Relevance put on the target output: its logit (conservation) or 1."
+    output_relevance: Literal["one", "logit"] = Field(
+        "one",
+        description="Relevance put on the target output: 1 (zennit's and Quantus' convention, how the gradient "
+        "family is seeded; DESIGN §4) or its logit (input relevance then sums to the logit where the rules "
+        "conserve, but a randomized model's negative target logit flips the sign of the whole map: "
+        "docs/lrp-seeding.md). 'logit' adds '_logit' to the method's default label.",
     )
 
     @model_validator(mode="after")
@@ -241,7 +261,7 @@ class LRPSpec(MethodBase):
         return self
 
     def default_label(self) -> str:
-        return f"lrp_{self.composite}"
+        return f"lrp_{self.composite}" + ("_logit" if self.output_relevance == "logit" else "")
 
 
 class NoiseSpec(MethodBase):
@@ -394,11 +414,18 @@ class KeptActivationSpec(MapOutputSpec):
 class RuntimeSpec(StrictModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
-    batch_size: int = Field(16, ge=1, description="Images per device batch inside a shard.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="Images per device batch inside a shard. Part of the spec hash: which images share a "
+        "convolution's batch changes the last bits of its results (the library picks its kernels by batch size).",
+    )
     chunk_size: int | Literal["auto"] = Field(
         "auto",
         description="Most inputs in one forward/backward pass (images, IG steps, SmoothGrad samples, occlusion "
-        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower.",
+        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower. Part of the spec "
+        "hash, like batch_size; 'auto' on a GPU depends on the free memory: set a number for bitwise-repeatable "
+        "GPU runs.",
     )
     channels_last: bool = Field(
         True,
@@ -410,6 +437,14 @@ class RuntimeSpec(StrictModel):
         description="Record the plain gradient pass of the trained model once per batch and, in every randomized "
         "stage, recompute only the modules from the first randomized one on (same numbers; the forward of the "
         "trained bottom is paid once).",
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch intra-op CPU threads of every worker (the inline run and each Ray actor), whatever the "
+        "machine. torch splits float reductions across its threads, so the thread count changes the last bits of "
+        "results: fixed here, numbers do not depend on where they ran (and it is part of the spec hash). On a "
+        "CPU-only cluster give actors as many CPUs: runtime.num_cpus.",
     )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
@@ -497,6 +532,15 @@ class JobSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _testbed_weights_fit(self) -> "JobSpec":
+        if self.model.weights == "testbed" and (self.model.name != "tiny-resnet" or self.num_classes() != 10):
+            raise ValueError(
+                "model.weights 'testbed' is the tiny-resnet trained on the 10 digit classes: use it with "
+                f"model.name tiny-resnet and 10 classes (got {self.model.name} with {self.num_classes()} classes)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _experiments_have_what_they_need(self) -> "JobSpec":
         kept = self.kept_activation_explanation
         if kept.enabled and kept.layer is None and self.randomization.split_after is None:
@@ -550,14 +594,15 @@ class JobSpec(StrictModel):
         """The model's output size: explicit, or the dataset's class count."""
         if self.model.num_classes is not None:
             return self.model.num_classes
-        return {"coco": 80, "voc": 20}.get(self.dataset.kind, 1000)
+        return {"coco": 80, "voc": 20, "digits": 10}.get(self.dataset.kind, 1000)
 
 
-# Sections whose values do not change any number in the results: a resume may change them.
+# Keys whose values do not change any number in the results: a resume may change them. Not here:
+# runtime.threads, batch_size and chunk_size (float reduction order; tests/engine/test_determinism.py).
+# runtime.device is here although a GPU's numbers differ from a CPU's in the last bits: 'auto'
+# resolves per machine anyway, and every shard records its device (table 'shards').
 EXECUTION_ONLY_KEYS = {
     ("runtime", "device"),
-    ("runtime", "batch_size"),
-    ("runtime", "chunk_size"),
     ("runtime", "num_gpus"),
     ("runtime", "num_cpus"),
     ("runtime", "actors"),

@@ -22,6 +22,7 @@ from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
 from ..results.schema import table_names
 from ..results.store import COMMITS, FAILURES, MANIFEST
+from ..results.summary import degenerate_maps
 from .manifest import ResumeRefused, check_resume, new_manifest
 from .plan import ShardTask, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
@@ -167,6 +168,7 @@ def status(out: str) -> dict[str, Any]:
         "images_done": int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0,
         "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
         "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
+        "degenerate_maps": degenerate_maps(store),
         "last_attempt": manifest.get("last_attempt"),
         "manifest": manifest,
     }

@@ -22,6 +22,7 @@ from ..models.bundle import ModelBundle
 from ..models.chunking import resolve_chunk_size
 from ..models.randomization import RandomizationPlan
 from .base import Setup, enabled_experiments
+from .map_health import DegenerateMaps
 from .state import Batch
 from .walk import StateWalk
 
@@ -52,6 +53,7 @@ class BatchEvaluator:
             randomized=randomized, stage_logits=any(e.stage_logits for e in self.randomized_observers), reuse=reuse,
         )
         self.counts = WalkCounts()
+        self.degenerate_maps = DegenerateMaps()  # the trained model's maps, per shard (the run summary warns)
 
     def evaluate(self, batch: ImageBatch, save_maps: frozenset[str] = frozenset()) -> dict[str, pa.Table]:
         """The batch's tables; ``save_maps``: ids of images whose arrays go to the tables too (``maps``, ``logits``)."""
@@ -63,6 +65,8 @@ class BatchEvaluator:
             for state in states:
                 for experiment in self.experiments if state.trained else self.randomized_observers:
                     experiment.observe(state)
+                if state.trained:
+                    self.degenerate_maps.add(state.computed_maps())
                 self.counts.states += 1
         self.counts.batches += 1
         self.counts.randomizations += self.walk.randomizer.randomizations - randomizations

@@ -66,6 +66,10 @@ class ModelState:
             maps = self._maps[method.id] = reduce_channels(explained, method.reduction)
         return maps
 
+    def computed_maps(self) -> dict[str, Tensor]:
+        """Method id -> maps of the methods some experiment has asked for in this state so far."""
+        return dict(self._maps)
+
     def maps_of(self, methods: list[AttributionMethod]) -> list[Tensor]:
         return [self.maps(method) for method in methods]
 

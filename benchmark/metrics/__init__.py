@@ -77,10 +77,17 @@ class _Side:
 
 @dataclass(frozen=True)
 class PreparedReference:
-    """Stage-0 maps in every (absolute, normalization) version, computed once per batch."""
+    """Stage-0 maps in every (absolute, normalization) version, computed once per batch, and which
+    of them hold only finite values [N]."""
 
     shape: tuple[int, ...]
     sides: dict[tuple[bool, str], _Side]
+    finite: Tensor
+
+
+def all_finite(maps: Tensor) -> Tensor:
+    """[N]: whether each map [N, H, W] holds only finite values."""
+    return torch.isfinite(maps).flatten(1).all(dim=-1)
 
 
 class MapComparer:
@@ -118,12 +125,14 @@ class MapComparer:
         """Transform the stage-0 maps [N, H, W] once for all stages."""
         reference = self._cast(reference)
         sides = {(a, n): self._side(reference, a, n) for a, n in self._variants}
-        return PreparedReference(tuple(reference.shape), sides)
+        return PreparedReference(tuple(reference.shape), sides, all_finite(reference))
 
     def compare(self, prepared: PreparedReference, other: Tensor) -> tuple[Tensor, Tensor]:
         """Values and bounds [K, N] of ``other`` [N, H, W] against the prepared reference.
 
-        Rows follow ``self.keys``; bounds are NaN for metrics without a per-pair bound (Spearman).
+        Rows follow ``self.keys``; bounds are NaN for metrics without a per-pair bound (Spearman). Every
+        value and bound of a pair whose maps hold a NaN or an infinity is NaN: the method broke down there,
+        and no metric may score it (an infinite MSE or a finite Spearman of such a map would).
         """
         other = self._cast(other)
         if tuple(other.shape) != prepared.shape:
@@ -139,7 +148,9 @@ class MapComparer:
                 row[name] = (value, nan if bound is None else bound)
             results[(absolute, normalization)] = row
         pairs = [results[(k.absolute, k.normalization)][k.metric] for k in self.keys]
-        return torch.stack([v for v, _ in pairs]), torch.stack([b for _, b in pairs])
+        values, bounds = torch.stack([v for v, _ in pairs]), torch.stack([b for _, b in pairs])
+        finite = prepared.finite & all_finite(other)
+        return values.where(finite, nan), bounds.where(finite, nan)
 
     def settings(self) -> dict[str, object]:
         """Every setting that shapes the numbers, for the run's metadata (JSON-serializable)."""
@@ -157,5 +168,6 @@ class MapComparer:
                 "all_zero_map": "stays zero",
             },
             **{name: m.settings() for name, m in self.metrics.items()},
+            "non_finite_map": "nan for every metric and bound",
             "bounds": {name: m.bound.computation if m.bound else None for name, m in self.metrics.items()},
         }

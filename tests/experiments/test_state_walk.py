@@ -80,7 +80,7 @@ def test_each_state_once_in_order_and_its_maps_shared(spy, monkeypatch) -> None:
     assert evaluator.walk.randomizer.randomizations == 4 and evaluator.counts.states == 5
     # each method explained each state once, though occlusion (trained), the check, the kept-features
     # explanation (LRP) and the spy all asked for the maps: they got the same tensors
-    assert calls == {"gradient": 5, "lrp_epsilon_plus_flat": 5}
+    assert calls == {"gradient": 5, "lrp_epsilon_plus_flat_logit": 5}
     experiments = {type(e).__name__: e for e in evaluator.experiments}
     assert list(experiments) == ["FaithfulnessCheck", "RandomizationCheck", "LogitPreservation", "KeptFeatureExplanation", "Spy"]
     assert {"randomization", "occlusion", "logits", "kept_features"} <= set(tables)
