@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"run '{spec.name}' ({state.manifest['run_id']}, spec {state.manifest['spec_hash']}) -> {state.out}\n"
         f"  {len(state.tasks)} shards, {len(state.committed)} already committed, {len(state.pending)} to run "
-        f"({pending_images} images), {len(state.manifest['randomization_plan']['stages'])} randomization stages",
+        f"({pending_images} images), {len(state.manifest['randomization_plan']['stages'])} randomization stages\n"
+        f"  execution: {state.execution.describe()}",
         file=sys.stderr,
     )
     progress = Progress(pending_images, len(state.tasks), len(state.committed), enabled=not args.no_progress)

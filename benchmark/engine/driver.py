@@ -25,6 +25,7 @@ from ..results.store import COMMITS, FAILURES, MANIFEST
 from ..results.summary import degenerate_maps
 from .manifest import ResumeRefused, check_resume, new_manifest
 from .plan import ShardTask, describe_shards, plan_shards
+from .tuning import EXECUTION, ExecutionRecord, settle_execution
 from .shard import partition_of, shard_failure_rows
 
 
@@ -41,6 +42,7 @@ class RunState:
     tasks: list[ShardTask]
     pending: list[ShardTask]
     committed: dict[int, dict]
+    execution: ExecutionRecord | None = None  # how the run computes (``engine.tuning``), as decided at its start
 
 
 @dataclass
@@ -61,19 +63,19 @@ def output_uri(spec: JobSpec, out: str | None) -> str:
     return uri
 
 
-def preflight_model(spec: JobSpec) -> tuple[dict, str]:
+def preflight_model(spec: JobSpec) -> tuple[dict, str, BatchEvaluator]:
     """Build on the driver, before any work, everything a worker will build: the model with its
     weights, the randomization plan, the methods and the experiments. A missing pretrained file,
     a mismatching state dict, a bad randomization rule, an unsupported method or a module name
     that does not exist fails here, once, instead of in every worker. Returns the stage plan (as
-    written to the manifest) and the weights' source."""
+    written to the manifest), the weights' source and the evaluator (the execution probe reuses it)."""
     model = load_model(spec, torch.device("cpu"))
     try:
         plan = plan_for(spec, model.module)
-        BatchEvaluator(spec, model, plan)
+        evaluator = BatchEvaluator(spec, model, plan)
     except (ValueError, NotImplementedError) as error:  # names the key; MethodNotSupported included
         raise SpecError(f"job '{spec.name}' cannot run: {error}") from None
-    return plan.describe(), model.weights_source
+    return plan.describe(), model.weights_source, evaluator
 
 
 def discard_previous(store: OutputStore) -> None:
@@ -101,10 +103,13 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
             f"dataset '{spec.dataset.kind}' selects no images (offset {spec.dataset.offset}, limit {spec.dataset.limit})"
         )
     tasks = plan_shards(records, spec.dataset.offset, spec.dataset.shard_size)
-    randomization_plan, weights_source = preflight_model(spec)
+    randomization_plan, weights_source, evaluator = preflight_model(spec)
+    # chunk size, layout, threads, precision: decided once (a probe at the first attempt), kept on resume
+    execution = settle_execution(spec, previous, evaluator, len(records))
     manifest = new_manifest(
         spec,
         previous,
+        execution=execution.as_manifest() if not execution.reused else previous[EXECUTION],
         dataset=dataset.describe(),
         weights=weights_source,
         shard_plan=describe_shards(tasks, spec.dataset.shard_size),
@@ -115,7 +120,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
     store.write_json(MANIFEST, manifest)
     committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
     pending = [task for task in tasks if task.shard not in committed]
-    return RunState(spec, uri, store, manifest, tasks, pending, committed)
+    return RunState(spec, uri, store, manifest, tasks, pending, committed, execution)
 
 
 def record_failure(state: RunState, task: ShardTask, attempt: int, reason: str) -> None:

@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from ..config import JobSpec, science_dict, spec_differences, spec_hash
+from ..models.tuning import fallback_settings
 from ..results.schema import SCHEMA_VERSION, check_version
 
 LIBRARIES = (
@@ -35,6 +36,8 @@ def new_manifest(
     spec: JobSpec, previous: dict[str, Any] | None = None, run_id: str | None = None, **sections: Any
 ) -> dict[str, Any]:
     now = time.time()
+    execution = sections.get("execution")
+    settings = execution["settings"] if execution else fallback_settings(spec.runtime, "cpu").as_dict()
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": (previous or {}).get("run_id") or run_id or uuid.uuid4().hex[:12],
@@ -47,8 +50,8 @@ def new_manifest(
         "versions": library_versions(),
         "host": platform.node(),
         "seeds": list(spec.randomization.seeds),
-        "precision": spec.runtime.precision,
-        "threads": spec.runtime.threads,
+        "precision": settings["precision"],
+        "threads": settings["threads"],
         "attempts": (previous or {}).get("attempts", 0) + 1,
         **sections,
     }

@@ -57,7 +57,7 @@ class ShardActor:
     def __init__(self, spec: JobSpec, out: str, runner_factory: RunnerFactory | None = None) -> None:
         import torch
 
-        torch.set_num_threads(spec.runtime.threads)  # ShardRunner.run sets it too; this covers model loading
+        torch.set_num_threads(1)  # until the runner has read the run's settings (it loads the model with them)
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"

@@ -24,10 +24,12 @@ from ..data import ImageBatch, LoadError, Preprocess, build_dataset
 from ..data.base import ImageRecord
 from ..data.loader import prefetch_batches
 from ..experiments.batch import BatchEvaluator
-from ..models import load_model, plan_for
+from ..models import load_model, plan_for, resolve_device
 from ..models.threads import intra_op_threads
+from ..models.tuning import ExecutionSettings, fallback_settings, with_settings
 from ..results import OutputStore, ShardWriter, table_schema
 from .plan import ShardTask
+from .tuning import recorded_settings
 
 
 def partition_of(spec: JobSpec) -> dict[str, str]:
@@ -65,16 +67,26 @@ def shard_failure_rows(shard: int, attempt: int, reason: str) -> pa.Table:
 
 
 class ShardRunner:
-    def __init__(self, spec: JobSpec, out_uri: str, worker: str | None = None, device: torch.device | None = None):
+    """``settings``: the run's execution settings; by default those recorded in the run's manifest, so
+    every worker of a run and every resume computes with the same ones (``engine.tuning``)."""
+
+    def __init__(self, spec: JobSpec, out_uri: str, worker: str | None = None, device: torch.device | None = None,
+                 settings: ExecutionSettings | None = None):
+        self.spec_hash = spec_hash(spec)  # the run's identity: the spec as given, 'auto' values and all
+        device = device or resolve_device(spec.runtime.device)
+        settings = settings or recorded_settings(out_uri)
+        if settings is not None:
+            spec = with_settings(spec, settings)  # every 'auto' resolved as the run decided
+        self.settings = settings or fallback_settings(spec.runtime, device.type)
         self.spec = spec
         self.worker = worker or default_worker_name()
-        self.model = load_model(spec, device)
+        with intra_op_threads(self.settings.threads):
+            self.model = load_model(spec, device)
         self.plan = plan_for(spec, self.model.module)
         self.evaluator = BatchEvaluator(spec, self.model, self.plan)
         self.dataset = build_dataset(spec)
         self.preprocess = Preprocess.from_spec(spec.dataset)
         self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
-        self.spec_hash = spec_hash(spec)
 
     def _batches(self, records: tuple[ImageRecord, ...]) -> Iterator[tuple[ImageBatch | None, list[LoadError]]]:
         """Decoded batches, the next one decoded in a background thread while this one computes."""
@@ -86,9 +98,9 @@ class ShardRunner:
         return frozenset(r.image_id for i, r in enumerate(task.records) if task.start + i < end)
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
-        """Evaluate, write and commit one shard, with ``runtime.threads`` torch threads whatever the
-        machine (numbers must not depend on where a shard ran)."""
-        with intra_op_threads(self.spec.runtime.threads):
+        """Evaluate, write and commit one shard, with the run's torch thread count whatever the machine
+        (numbers must not depend on where a shard ran)."""
+        with intra_op_threads(self.settings.threads):
             return self._run(task, attempt)
 
     def _run(self, task: ShardTask, attempt: int) -> dict:

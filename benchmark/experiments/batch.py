@@ -20,6 +20,7 @@ from ..config.spec import JobSpec
 from ..data.loader import ImageBatch
 from ..models.bundle import ModelBundle
 from ..models.chunking import resolve_chunk_size
+from ..models.tuning import fallback_settings
 from ..models.randomization import RandomizationPlan
 from .base import Setup, enabled_experiments
 from .map_health import DegenerateMaps
@@ -42,7 +43,8 @@ class BatchEvaluator:
         self.methods = [build_method(method, model) for method in spec.methods]
         kinds = enabled_experiments(spec)
         randomized = bool(plan.stages) and any(kind.observes_randomized_states(spec) for kind in kinds)
-        reuse = randomized and spec.runtime.reuse_bottom_forward
+        # a run's workers get every execution setting resolved (``engine.tuning``); elsewhere 'auto' falls back
+        reuse = randomized and fallback_settings(spec.runtime, model.device.type).reuse_bottom_forward
         retained = spec.runtime.batch_size if reuse else 0
         self.chunk_size = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         setup = Setup(spec, model, plan, self.methods, self.chunk_size)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config.spec import JobSpec
+from .tuning import fallback_settings
 from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelDef, model_def
 from .weights import WeightsUnavailable, load_into, pretrained_state_dict, state_dict_from_file
 
@@ -54,7 +55,7 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def set_precision(precision: str, device: torch.device) -> None:
-    """TF32 matmuls on GPU unless strict fp32 is asked for (recorded in the manifest)."""
+    """TF32 matmuls on GPU for 'tf32', strict fp32 otherwise (the run's choice is recorded in the manifest)."""
     allow = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = allow
     torch.backends.cudnn.allow_tf32 = allow
@@ -105,10 +106,11 @@ def _looks_like_weights_name(value: str) -> bool:
 
 def load_model(spec: JobSpec, device: torch.device | None = None) -> ModelBundle:
     device = device or resolve_device(spec.runtime.device)
-    set_precision(spec.runtime.precision, device)
+    settings = fallback_settings(spec.runtime, device.type)  # a run's workers get a spec with every value resolved
+    set_precision(settings.precision, device)
     module, source = build_module(spec)
     module.eval().to(device)
-    if spec.runtime.channels_last:
+    if settings.channels_last:
         module.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
     for parameter in module.parameters():
         parameter.requires_grad_(False)
