@@ -163,7 +163,7 @@ class FailingRunner(ShardRunner):
 
 
 class ThreadReportingRunner(ShardRunner):
-    """A shard's summary also says how many torch threads its evaluation ran with."""
+    """A shard's summary also says how many torch threads its evaluation ran with, and its chunk and layout."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -180,4 +180,6 @@ class ThreadReportingRunner(ShardRunner):
 
     def run(self, task, attempt: int = 1) -> dict:
         self.seen.clear()
-        return {**super().run(task, attempt), "threads_seen": sorted(self.seen)}
+        weight = next(p for p in self.model.module.parameters() if p.dim() == 4)
+        layout = {"chunk_size": self.evaluator.chunk_size, "channels_last": not weight.is_contiguous()}
+        return {**super().run(task, attempt), "threads_seen": sorted(self.seen), "execution_seen": layout}
