@@ -27,6 +27,7 @@ from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for, resolve_device
 from ..models.threads import intra_op_threads
 from ..models.tuning import ExecutionSettings, fallback_settings, with_settings
+from ..profiling import span
 from ..results import OutputStore, ShardWriter, table_schema
 from .plan import ShardTask
 from .tuning import recorded_settings
@@ -110,7 +111,13 @@ class ShardRunner:
         errors: list[LoadError] = []
         images = 0
         save_maps = self._save_maps(task)
-        for batch, batch_errors in self._batches(task.records):
+        batches = iter(self._batches(task.records))
+        while True:
+            with span("loading images (waiting for the decoder)"):
+                item = next(batches, None)
+            if item is None:
+                break
+            batch, batch_errors = item
             errors.extend(batch_errors)
             if batch is None:
                 continue
@@ -138,5 +145,6 @@ class ShardRunner:
             }
         )
         info = {"spec_hash": self.spec_hash, "worker": self.worker, "attempt": attempt, "degenerate_maps": degenerate}
-        self.writer.commit(task.shard, tables, info)
+        with span("writing (Parquet, commit)"):
+            self.writer.commit(task.shard, tables, info)
         return {**summary, "degenerate_maps": degenerate}

@@ -22,6 +22,7 @@ from ..models.bundle import ModelBundle
 from ..models.chunking import resolve_chunk_size
 from ..models.tuning import fallback_settings
 from ..models.randomization import RandomizationPlan
+from ..profiling import span
 from .base import Setup, enabled_experiments
 from .map_health import DegenerateMaps
 from .state import Batch
@@ -66,7 +67,8 @@ class BatchEvaluator:
         with closing(self.walk.states(batch, self._trained_forward())) as states:
             for state in states:
                 for experiment in self.experiments if state.trained else self.randomized_observers:
-                    experiment.observe(state)
+                    with span(f"experiment {experiment.section}: the rest"):
+                        experiment.observe(state)
                 if state.trained:
                     self.degenerate_maps.add(state.computed_maps())
                 self.counts.states += 1
@@ -74,12 +76,15 @@ class BatchEvaluator:
         self.counts.randomizations += self.walk.randomizer.randomizations - randomizations
         tables: dict[str, pa.Table] = {}
         for experiment in self.experiments:
-            for name, table in experiment.finish().items():
+            with span(f"experiment {experiment.section}: the rest"):
+                finished = experiment.finish()
+            for name, table in finished.items():
                 tables[name] = pa.concat_tables([tables[name], table]) if name in tables else table
         return tables
 
     def _batch(self, images: ImageBatch, save_maps: frozenset[str]) -> Batch:
-        images = images.to(self.model.device)
+        with span("host transfers (images to the device)"):
+            images = images.to(self.model.device)
         saved = [i for i, image_id in enumerate(images.image_ids) if image_id in save_maps]
         return Batch(
             images.image_ids,
