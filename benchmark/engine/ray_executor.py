@@ -21,6 +21,10 @@ rewrites the same part files and marker, so a shard run twice never duplicates r
 
 Actors write their shard's files themselves and return a small summary; maps and tables never
 pass through the object store or the driver.
+
+User code the job names (a model factory or an attribution callable in a file or a local package)
+travels with the actors in their ``runtime_env`` (``py_modules``; ``benchmark.usercode``), so an
+actor on any node loads exactly the code the driver validated.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any, Callable
 import ray
 from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
+from .. import usercode
 from ..config import JobSpec
 from .attempts import ShardAttempts, describe_error
 from .driver import ExecutorError, RunOutcome, RunState
@@ -53,10 +58,18 @@ WAIT_NOTE_SECONDS = 120.0  # nothing finished for this long and no actor ready: 
 class ShardActor:
     """One worker: builds its ``ShardRunner`` (model, plan, methods) once, then runs shards."""
 
-    def __init__(self, spec: JobSpec, out: str, threads: int, runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        out: str,
+        threads: int,
+        runner_factory: RunnerFactory | None = None,
+        shipment: usercode.Shipment | None = None,
+    ) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
+        self.code = usercode.install(shipment)  # before the model and methods are built from it
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
@@ -64,8 +77,8 @@ class ShardActor:
         # actor that Ray gave a GPU on a machine without CUDA (or a fake one in tests) runs on CPU.
         self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker)
 
-    def describe(self) -> dict[str, str]:
-        return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node}
+    def describe(self) -> dict[str, Any]:
+        return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node, "code": self.code}
 
     def run(self, task: ShardTask, attempt: int) -> dict:
         entered = time.perf_counter()
@@ -154,6 +167,8 @@ class RayExecution:
         plan = plan_actors(self.state.spec, nodes, len(self.state.pending), self.embedded)
         actor_class = ray.remote(ShardActor)
         prefix = f"benchmark-{self.state.manifest['run_id']}-{uuid.uuid4().hex[:6]}"
+        shipment = usercode.shipment_for(usercode.references(self.state.spec))
+        runtime_env = shipment.runtime_env()
         for index in range(plan.count):
             name = f"{prefix}-{index}"
             handle = actor_class.options(
@@ -163,7 +178,8 @@ class RayExecution:
                 max_restarts=-1,
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
-            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory)
+                **({"runtime_env": runtime_env} if runtime_env else {}),
+            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory, shipment)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)
