@@ -155,7 +155,7 @@ class CaptumMethod(AttributionMethod):
         upsample = self.spec.upsample if self.layers else None
 
         def run(x: Tensor, t: Tensor) -> Any:
-            return instance.attribute(x, target=t, **call)
+            return instance.attribute(x.requires_grad_(True), target=t, **call)
 
         return chunked_maps(run, inputs, targets, context.chunk_size, self.id, upsample)
 

@@ -131,7 +131,8 @@ class ModelSpec(StrictModel):
     @property
     def model_id(self) -> str:
         """The model's id in the results: the label, else the name made fit for a folder
-        (``torchvision:resnet18`` -> ``torchvision-resnet18``, ``nets/tiny.py:build`` -> ``tiny-build``)."""
+        (``torchvision:resnet18`` -> ``torchvision-resnet18``, ``nets/tiny.py:build`` -> ``tiny-build``,
+        ``mypkg.nets:build`` -> ``mypkg.nets-build``)."""
         if self.label:
             return self.label
         from ..models.registry import MODEL_SOURCES, is_factory_name
@@ -142,7 +143,7 @@ class ModelSpec(StrictModel):
             name = f"{scheme}-{rest}"
         elif is_factory_name(self.name):
             ref = parse_ref(self.name)
-            name = f"{ref.stem}-{ref.attribute}" if ref else self.name
+            name = f"{ref.stem if ref.is_file else ref.target}-{ref.attribute}" if ref else self.name
         else:
             name = self.name
         return re.sub(r"[^A-Za-z0-9._+=-]+", "-", name)
