@@ -351,6 +351,7 @@ def make_ray_executor(address: str | None = None, runner_factory: RunnerFactory 
                 in_flight=execution.depth,
                 worker_losses=execution.losses,
                 actor_devices=sorted({slot.info.get("device", "?") for slot in execution.slots if slot.info}),
+                user_code=next((slot.info["code"] for slot in execution.slots if slot.info.get("code")), {}),
                 scheduling=execution.attempts.scheduling(),
                 seconds_with_actors=time.perf_counter() - started,
             )
