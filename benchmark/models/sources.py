@@ -153,10 +153,7 @@ def define_factory(spec: "ModelSpec") -> ModelDef:
     if not callable(factory):
         raise ValueError(f"model.name: '{spec.name}' is not callable")
     kwargs = dict(spec.kwargs)
-    if "num_classes" not in kwargs and _accepts(factory, "num_classes"):
-        pass_classes = True
-    else:
-        pass_classes = False
+    pass_classes = "num_classes" not in kwargs and _accepts(factory, "num_classes")
 
     def build(num_classes: int, input_size: int) -> nn.Module:
         module = factory(**kwargs, **({"num_classes": num_classes} if pass_classes else {}))

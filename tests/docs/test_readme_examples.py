@@ -18,7 +18,7 @@ README = (ROOT / "README.md").read_text()
 SHOWN = re.findall(r"<!-- example: (\S+) -->\n```\w+\n(.*?)\n```", README, flags=re.S)
 JOBS = {
     "jobs/examples/torchvision_resnet18.yaml": {"gradient", "guided_backprop", "lrp_epsilon_plus_flat"},
-    "jobs/examples/local_model.yaml": {"gradient", "integrated_gradients_8", "lrp_epsilon", "gradient_x_input"},
+    "jobs/examples/local_model.yaml": {"gradient", "integrated_gradients_8", "lrp_epsilon", "input_x_gradient"},
     "jobs/examples/captum_method.yaml": {"gradient", "captum:Saliency", "captum:IntegratedGradients", "gradcam"},
 }
 

@@ -183,10 +183,10 @@ def test_submit_sends_code_of_the_checkout_and_refuses_code_outside(nets, monkey
     job = yaml.safe_load(SMOKE.read_text())
     monkeypatch.chdir(ROOT / "jobs")  # a path relative to here is renamed relative to the working_dir (the checkout)
     spec = validate_job({**job, "model": {"name": "examples/tiny_net.py:build", "num_classes": 10},
-                         "methods": [{"name": "examples/explain.py:gradient_x_input"}]})
+                         "methods": [{"name": "examples/explain.py:input_x_gradient"}]})
     shipped = json.loads(build_submission(spec, "/shared/run", 1).runtime_env["env_vars"][SPEC_VARIABLE])
     assert shipped["model"]["name"] == "jobs/examples/tiny_net.py:build"
-    assert shipped["methods"][0]["name"] == "jobs/examples/explain.py:gradient_x_input"
+    assert shipped["methods"][0]["name"] == "jobs/examples/explain.py:input_x_gradient"
     assert validate_job(shipped).model.model_id == spec.model.model_id  # the same results, the same ids
     outside = validate_job({**job, "model": {"name": f"{nets}/tiny_net.py:build"}})
     with pytest.raises(SubmitError, match=r"tiny_net.py is outside the submitted working_dir"):
