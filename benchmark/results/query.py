@@ -164,15 +164,14 @@ class Results:
         decoded: e.g. ``maps(method="gradient", stage=0)``, ``maps(kind="input")`` for the images.
         Filters are columns of the ``maps`` table (scalar or list; None: any). Stage 0 is the trained
         model (seed null)."""
-        frame = self.frame("maps", order_by=["image_id", "experiment", "kind", "method", "seed", "stage"],
-                           kind=kind, **filters)
+        rows = self.table("maps", order_by=["image_id", "experiment", "kind", "method", "stage", "seed", "component"],
+                          kind=kind, **filters).to_pylist()  # Arrow keeps integer keys and nulls as they are
         found = []
-        for row in frame.itertuples(index=False):
-            array = decode_map(row.values, list(row.shape), row.scale)
-            if row.kind == "input":
+        for row in rows:
+            array = decode_map(row["values"], list(row["shape"]), row["scale"])
+            if row["kind"] == "input":
                 array = np.ascontiguousarray(np.transpose(array, (1, 2, 0)))
-            keys = {key: _plain(getattr(row, key)) for key in MAP_KEYS}
-            found.append(SavedMap(keys, array))
+            found.append(SavedMap({key: row[key] for key in MAP_KEYS}, array))
         return found
 
     def table(
@@ -216,13 +215,6 @@ class Results:
         if found is not None:
             check_version(found, self.store.display(relative))
         return table.cast(aggregate_schema(name).arrow)
-
-
-def _plain(value: Any) -> Any:
-    """A pandas cell as a plain Python value (missing values as None)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def open_results(out: str) -> Results:
