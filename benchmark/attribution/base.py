@@ -138,9 +138,9 @@ METHODS: dict[str, type[AttributionMethod]] = {}
 
 @dataclass(frozen=True)
 class MethodScheme:
-    """Methods named by a pattern: ``matches(name)`` decides, ``placeholder`` is how errors list it."""
+    """Methods named by a pattern: ``matches(name)`` decides, ``placeholders`` are how errors list it."""
 
-    placeholder: str
+    placeholders: tuple[str, ...]
     matches: Callable[[str], bool]
     method: type[AttributionMethod]
 
@@ -161,12 +161,14 @@ def register_method(name: str, spec_type: type[MethodBase]) -> Callable[[M], M]:
     return wrap
 
 
-def register_method_scheme(placeholder: str, matches: Callable[[str], bool], spec_type: type[MethodBase]) -> Callable[[M], M]:
+def register_method_scheme(
+    placeholders: tuple[str, ...], matches: Callable[[str], bool], spec_type: type[MethodBase]
+) -> Callable[[M], M]:
     """Class decorator: the method of every name ``matches`` accepts (checked after the exact names)."""
 
     def wrap(method: M) -> M:
         method.spec_type = spec_type
-        METHOD_SCHEMES.append(MethodScheme(placeholder, matches, method))
+        METHOD_SCHEMES.append(MethodScheme(tuple(placeholders), matches, method))
         return method
 
     return wrap
@@ -193,7 +195,8 @@ def method_spec_types() -> list[type[MethodBase]]:
 
 def allowed_method_names() -> str:
     _register_builtin_methods()
-    names = [f"'{name}'" for name in METHODS] + [f"'{scheme.placeholder}'" for scheme in METHOD_SCHEMES]
+    names = [f"'{name}'" for name in METHODS]
+    names += [f"'{placeholder}'" for scheme in METHOD_SCHEMES for placeholder in scheme.placeholders]
     return f"{', '.join(names[:-1])} or {names[-1]}"
 
 

@@ -90,7 +90,7 @@ def _parameters(function: Callable, skip: int) -> list[str]:
     return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-@register_method_scheme("captum:<AttributionClass>", lambda name: name.startswith("captum:"), CaptumSpec)
+@register_method_scheme(("captum:<AttributionClass>",), lambda name: name.startswith("captum:"), CaptumSpec)
 class CaptumMethod(AttributionMethod):
     """A Captum attribution class, constructed on the model per call and run chunk by chunk."""
 
@@ -168,7 +168,7 @@ def _is_callable_reference(name: str) -> bool:
     return not name.startswith("captum:") and parse_ref(name) is not None
 
 
-@register_method_scheme("<module>:<function>' or '<file.py>:<function>", _is_callable_reference, CallableSpec)
+@register_method_scheme(("<module>:<function>", "<file.py>:<function>"), _is_callable_reference, CallableSpec)
 class CallableMethod(AttributionMethod):
     """A user's ``function(model, inputs, targets, **args) -> maps``, called chunk by chunk."""
 

@@ -80,7 +80,7 @@ def test_unknown_method_lists_registered_methods_and_patterns() -> None:
     message = problems({**MINIMAL, "methods": [{"name": "gradient"}, {"name": "deeplift"}]})
     assert (
         "methods.1.name: unknown method; allowed: 'gradient', 'gradient_x_input', 'integrated_gradients', "
-        "'smoothgrad', 'guided_backprop', 'lrp', 'noise', 'captum:<AttributionClass>' or '<module>:<function>' or "
+        "'smoothgrad', 'guided_backprop', 'lrp', 'noise', 'captum:<AttributionClass>', '<module>:<function>' or "
         "'<file.py>:<function>' (got 'deeplift')"
     ) in message
     assert "methods.0.name: required key is missing" in problems({**MINIMAL, "methods": [{"steps": 3}]})
