@@ -117,7 +117,7 @@ class ModelSpec(StrictModel):
         from ..models.registry import MODELS, is_factory_name
 
         if self.kwargs and self.name in MODELS:
-            raise ValueError(f"model.kwargs: the built-in model '{self.name}' takes no keyword arguments")
+            raise key_error("kwargs", self.kwargs, f"the built-in model '{self.name}' takes no keyword arguments")
         if is_factory_name(self.name) and (self.weights == "imagenet" or self.weights.isupper()):
             raise key_error(
                 "weights", self.weights,

@@ -73,22 +73,7 @@ def preflight_model(spec: JobSpec) -> tuple[dict, str, dict]:
         BatchEvaluator(spec, model, plan)
     except (ValueError, NotImplementedError) as error:  # names the key; MethodNotSupported included
         raise SpecError(f"job '{spec.name}' cannot run: {error}") from None
-    return plan.describe(), model.weights_source, describe_model(spec, model)
-
-
-def describe_model(spec: JobSpec, model) -> dict:
-    """The model as built: where it came from, its family, input statistics and build-time probes."""
-    definition = model.definition
-    return {
-        "name": spec.model.name,
-        "id": spec.model.model_id,
-        "source": definition.source,
-        "family": definition.family,
-        "mean": [round(float(v), 6) for v in model.mean.flatten()],
-        "std": [round(float(v), 6) for v in model.std.flatten()],
-        "parameters": int(sum(p.numel() for p in model.module.parameters())),
-        "probes": {name: probe for name, probe in model.probes.items() if isinstance(probe, dict)},
-    }
+    return plan.describe(), model.weights_source, model.describe(spec.model.model_id)
 
 
 def discard_previous(store: OutputStore) -> None:

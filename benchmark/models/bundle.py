@@ -37,6 +37,20 @@ class ModelBundle:
     def family(self) -> str:
         return self.definition.family
 
+    def describe(self, model_id: str) -> dict[str, Any]:
+        """What the manifest records: where the model came from, its family, input statistics and the
+        results of its build-time probes (a model other than the paper's five)."""
+        return {
+            "name": self.name,
+            "id": model_id,
+            "source": self.definition.source,
+            "family": self.family,
+            "mean": [round(float(v), 6) for v in self.mean.flatten()],
+            "std": [round(float(v), 6) for v in self.std.flatten()],
+            "parameters": int(sum(p.numel() for p in self.module.parameters())),
+            "probes": {name: probe for name, probe in self.probes.items() if isinstance(probe, dict)},
+        }
+
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Unnormalized [N,3,H,W] pixels in [0,1] -> model input."""
         return (pixels - self.mean) / self.std
