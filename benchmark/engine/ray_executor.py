@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -168,7 +169,7 @@ class RayExecution:
         actor_class = ray.remote(ShardActor)
         prefix = f"benchmark-{self.state.manifest['run_id']}-{uuid.uuid4().hex[:6]}"
         shipment = usercode.shipment_for(usercode.references(self.state.spec))
-        runtime_env = shipment.runtime_env()
+        runtime_env = upload_user_code(shipment)
         for index in range(plan.count):
             name = f"{prefix}-{index}"
             handle = actor_class.options(
@@ -304,6 +305,19 @@ class RayExecution:
                 f"waiting for actors to start: {len(self.probes)} requested and not ready yet "
                 f"(cluster resources now: {ray.available_resources()})"
             )
+
+
+def upload_user_code(shipment: usercode.Shipment) -> dict[str, Any] | None:
+    """The actors' runtime_env for the job's own code: its files and local packages uploaded to the
+    cluster (Ray accepts local paths in ``py_modules`` only in ``ray.init``'s job-level runtime_env, so
+    they are uploaded here the way ``ray.init`` does it, and the actors get the package URIs)."""
+    runtime_env = shipment.runtime_env()
+    if runtime_env is None:
+        return None
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return upload_py_modules_if_needed(runtime_env, include_gitignore=False, scratch_dir=scratch)
 
 
 def _short(error: BaseException) -> str:
