@@ -160,9 +160,6 @@ class Shipment:
     def runtime_env(self) -> dict[str, Any] | None:
         return {"py_modules": list(self.py_modules)} if self.py_modules else None
 
-    def describe(self) -> dict[str, Any]:
-        return {"files": {ref: shipped.name for ref, shipped in self.files.items()}, "packages": sorted(self.modules)}
-
 
 def references(spec: Any) -> list[str]:
     """The code references of a job spec: a factory model's name and every callable method's name."""
@@ -206,19 +203,11 @@ def _local_location(module: ModuleType) -> str | None:
         return None
     location = Path(paths[0]).resolve()
     installed = {sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib", "platstdlib")}
-    if any(_inside(location, Path(root).resolve()) for root in installed if root):
+    if any(location.is_relative_to(Path(root).resolve()) for root in installed if root):
         return None
     if "site-packages" in location.parts or "dist-packages" in location.parts:
         return None
     return str(location)
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
 
 
 def install(shipment: Shipment | None) -> dict[str, str]:

@@ -20,8 +20,9 @@ from ..data import build_dataset, select_records
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
+from ..results.schema import table_names
 from ..results.store import COMMITS, FAILURES, MANIFEST
-from ..results.writer import SHARD_TABLES
+from ..results.summary import degenerate_maps
 from .manifest import ResumeRefused, check_resume, new_manifest
 from .plan import ShardTask, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
@@ -77,7 +78,7 @@ def preflight_model(spec: JobSpec) -> tuple[dict, str, dict]:
 
 
 def discard_previous(store: OutputStore) -> None:
-    for folder in (*SHARD_TABLES, "activations", "logits", "maps", COMMITS, FAILURES, "aggregates"):
+    for folder in (*table_names(), COMMITS, FAILURES, "aggregates"):
         store.delete_dir(folder)
     store.delete(MANIFEST)
 
@@ -169,6 +170,7 @@ def status(out: str) -> dict[str, Any]:
         "images_done": int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0,
         "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
         "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
+        "degenerate_maps": degenerate_maps(store),
         "last_attempt": manifest.get("last_attempt"),
         "manifest": manifest,
     }

@@ -4,7 +4,8 @@ Placement: one actor per ``runtime.num_gpus`` GPUs (fractions allowed) and ``run
 CPUs, counted per alive node, so a node's leftovers are not summed across nodes;
 ``runtime.actors`` overrides the count. On a cluster without GPUs that this run started itself
 (the embedded ``ray.init()``), GPU actors could never be placed: they become CPU actors, one per
-``runtime.num_cpus`` CPUs, each running torch with that many threads. A remote cluster without
+``runtime.num_cpus`` CPUs. Every actor runs torch with ``runtime.threads`` threads, as the inline
+executor does, so numbers do not depend on the actor count or the machine. A remote cluster without
 GPUs may be autoscaling: the actors are requested anyway (set ``runtime.actors`` to the number
 of GPUs the cluster scales to). Every actor builds its model once and keeps it.
 
@@ -63,13 +64,12 @@ class ShardActor:
         self,
         spec: JobSpec,
         out: str,
-        threads: int,
         runner_factory: RunnerFactory | None = None,
         shipment: usercode.Shipment | None = None,
     ) -> None:
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(spec.runtime.threads)  # ShardRunner.run sets it too; this covers model loading
         self.code = usercode.install(shipment)  # before the model and methods are built from it
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
@@ -180,7 +180,7 @@ class RayExecution:
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
                 **({"runtime_env": runtime_env} if runtime_env else {}),
-            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory, shipment)
+            ).remote(self.state.spec, self.state.out, self.runner_factory, shipment)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)

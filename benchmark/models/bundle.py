@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,8 @@ def build_module(spec: JobSpec, definition: ModelDef | None = None) -> tuple[nn.
     if kind == "random":
         what = "factory's own" if definition.source == "factory" else "library"
         source = f"random ({what} initialisation, seed {spec.model.weights_seed})"
+    elif kind == "testbed":
+        source = _load_testbed(module, spec)
     elif kind == "pretrained":
         state, source = pretrained_state_dict(definition, weights)
         head = definition.head or classifier_head(module)
@@ -114,9 +117,9 @@ def build_module(spec: JobSpec, definition: ModelDef | None = None) -> tuple[nn.
 
 
 def weights_kind(definition: ModelDef, weights: str) -> str:
-    """'random', 'pretrained' (a library's weights by name) or 'file'."""
-    if weights == "random":
-        return "random"
+    """'random', 'testbed', 'pretrained' (a library's weights by name) or 'file'."""
+    if weights in ("random", "testbed"):
+        return weights
     if definition.source == "timm":
         looks_like_path = "/" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors")
         return "file" if looks_like_path or Path(weights).is_file() else "pretrained"
@@ -128,6 +131,20 @@ def weights_kind(definition: ModelDef, weights: str) -> str:
 def _head_rows(state: dict[str, torch.Tensor], head: str) -> int | None:
     weight = state.get(f"{head}.weight")
     return None if weight is None else int(weight.shape[0])
+
+
+def _load_testbed(module: nn.Module, spec: JobSpec) -> str:
+    """The trained test bed (``benchmark.testbed``), trained on this machine first if it has none."""
+    from ..testbed import testbed
+
+    if spec.model.name != "tiny-resnet" or spec.num_classes() != 10:
+        raise WeightsUnavailable(
+            f"model.weights 'testbed' is the tiny-resnet trained on the 10 digit classes; this job has "
+            f"model '{spec.model.name}' with {spec.num_classes()} classes"
+        )
+    bed = testbed(log=lambda line: print(line, file=sys.stderr))
+    load_into(module, state_dict_from_file(str(bed.path)), str(bed.path))
+    return bed.describe()
 
 
 def _looks_like_weights_name(value: str) -> bool:

@@ -2,7 +2,7 @@
 
 One ``ModelDef`` per architecture: how to build it untrained, where its pretrained weights
 come from, its classifier head, its input statistics and its top-down randomization rule
-(DESIGN §3). ``MODELS`` holds the paper's five by name; ``MODEL_SOURCES`` the schemes that name
+(DESIGN §3). ``MODELS`` holds the paper's five and the test bed's small ResNet by name; ``MODEL_SOURCES`` the schemes that name
 any other model (``torchvision:<builder>``, ``timm:<model>``; ``benchmark.models.sources``), and a
 code reference (``path/to/file.py:build``, ``package.module:build``) names a user's factory.
 Spec validation reads these registries: registering a ``ModelDef`` or a source is all it takes
@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import torch
 import torchvision
 from torch import nn
+
+from .tiny_resnet import tiny_resnet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,13 +46,14 @@ class ModelDef:
     randomization: RandomizationDefaults | None  # None: the generic rule (one stage per weight layer)
     torchvision_builder: str | None = None  # name in torchvision.models, for pretrained weights
     default_weights: str = "IMAGENET1K_V1"
+    pretrained: bool = True  # False: no library weights exist ('imagenet' is refused)
     source: str = "builtin"  # builtin | torchvision | timm | factory
     mean: tuple[float, ...] = IMAGENET_MEAN  # input statistics the weights were trained with
     std: tuple[float, ...] = IMAGENET_STD
 
     @property
     def builtin(self) -> bool:
-        """One of the paper's architectures, with its own canonizers, rules and tests."""
+        """A registered architecture, with its own canonizers, rules and tests."""
         return self.source == "builtin"
 
 
@@ -119,6 +122,12 @@ MODELS: dict[str, ModelDef] = {
         # The paper says 17 '._depthwise_conv' layers; EfficientNet-B0 has 16.
         RandomizationDefaults("_fc", r"\._depthwise_conv$", every=1, max_boundaries=17),
         default_weights="efficientnet-b0",
+    ),
+    "tiny-resnet": ModelDef(
+        "tiny-resnet", "resnet", tiny_resnet, "fc",
+        # The paper's ResNet rule: fc, then down to each block's '.conv1' (6 blocks): 7 stages.
+        RandomizationDefaults("fc", _CONV1, every=1, max_boundaries=6),
+        default_weights="testbed", pretrained=False,
     ),
 }
 

@@ -43,6 +43,11 @@ def pretrained_state_dict(definition: ModelDef, weights_name: str) -> tuple[dict
         return timm_state_dict(definition.name.partition(":")[2], weights_name)
     if definition.source == "factory":
         raise WeightsUnavailable(f"{definition.name}: a factory has no library weights; use 'random' or a state-dict file")
+    if not definition.pretrained:
+        raise WeightsUnavailable(
+            f"{definition.name} has no pretrained library weights ('{weights_name}'); use model.weights "
+            f"'{definition.default_weights}', 'random' or the path of a state-dict file"
+        )
     if definition.family == "efficientnet":
         from efficientnet_pytorch.utils import url_map
 
