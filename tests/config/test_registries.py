@@ -28,7 +28,7 @@ def problems(data: dict) -> str:
 def test_unknown_model_lists_the_registered_names_and_the_patterns() -> None:
     message = problems({**MINIMAL, "model": {"name": "resnet51"}})
     assert (
-        "model.name: Input should be 'resnet50', 'resnet34', 'vgg16', 'densenet121' or 'efficientnet-b0', or "
+        "model.name: Input should be 'resnet50', 'resnet34', 'vgg16', 'densenet121', 'efficientnet-b0' or 'tiny-resnet', or "
         "'torchvision:<builder>', 'timm:<model>', '<file.py>:<function>' or '<package.module>:<function>' "
         "(got 'resnet51')"
     ) in message
