@@ -35,17 +35,26 @@ class PassCount:
 
 
 def passes_per_state(methods: list[AttributionMethod]) -> int:
-    """Forward+backward passes per image to explain one model state with every method."""
+    """Forward+backward passes per image to explain one model state with every method whose passes
+    are known in advance (``uncounted`` lists the others)."""
     shared: set[str] = set()
     total = 0
     for method in methods:
         passes = method.passes()
+        if passes is None:
+            continue
         if passes.shared is not None:
             if passes.shared in shared:
                 continue
             shared.add(passes.shared)
         total += passes.backward
     return total
+
+
+def uncounted(methods: list[AttributionMethod]) -> list[str]:
+    """Methods whose passes are not known in advance (Captum classes outside ``CAPTUM_PASSES``, callables
+    that declare none): the expected count leaves them out, the recorded count has them."""
+    return [method.id for method in methods if method.passes() is None]
 
 
 def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:

@@ -155,6 +155,9 @@ def _strip(annotation: Any) -> Any:
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    for meta in _metadata(annotation):  # a registry's entries (the methods list): its spec classes
+        if hasattr(meta, "models"):
+            return list(meta.models())
     annotation = _strip(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
@@ -167,7 +170,18 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
+def _metadata(annotation: Any) -> list[Any]:
+    found = []
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation, *meta = typing.get_args(annotation)
+        found.extend(meta)
+    return found
+
+
 def _tag_of(model: type[BaseModel]) -> str | None:
+    tag = getattr(model, "tag", None)
+    if callable(tag):
+        return tag()
     field = model.model_fields.get("name")
     if field is None:
         return None

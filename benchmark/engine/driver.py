@@ -61,19 +61,20 @@ def output_uri(spec: JobSpec, out: str | None) -> str:
     return uri
 
 
-def preflight_model(spec: JobSpec) -> tuple[dict, str]:
+def preflight_model(spec: JobSpec) -> tuple[dict, str, dict]:
     """Build on the driver, before any work, everything a worker will build: the model with its
     weights, the randomization plan, the methods and the experiments. A missing pretrained file,
-    a mismatching state dict, a bad randomization rule, an unsupported method or a module name
-    that does not exist fails here, once, instead of in every worker. Returns the stage plan (as
-    written to the manifest) and the weights' source."""
-    model = load_model(spec, torch.device("cpu"))
+    a mismatching state dict, a factory that cannot be imported, a bad randomization rule, an
+    unsupported method (LRP on a model that fails the conservation probe) or a module name that
+    does not exist fails here, once, instead of in every worker. Returns the stage plan (as
+    written to the manifest), the weights' source and what the manifest records of the model."""
     try:
-        plan = plan_for(spec, model.module)
+        model = load_model(spec, torch.device("cpu"))
+        plan = plan_for(spec, model.module, model.definition)
         BatchEvaluator(spec, model, plan)
     except (ValueError, NotImplementedError) as error:  # names the key; MethodNotSupported included
         raise SpecError(f"job '{spec.name}' cannot run: {error}") from None
-    return plan.describe(), model.weights_source
+    return plan.describe(), model.weights_source, model.describe(spec.model.model_id)
 
 
 def discard_previous(store: OutputStore) -> None:
@@ -101,7 +102,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
             f"dataset '{spec.dataset.kind}' selects no images (offset {spec.dataset.offset}, limit {spec.dataset.limit})"
         )
     tasks = plan_shards(records, spec.dataset.offset, spec.dataset.shard_size)
-    randomization_plan, weights_source = preflight_model(spec)
+    randomization_plan, weights_source, model_record = preflight_model(spec)
     manifest = new_manifest(
         spec,
         previous,
@@ -109,6 +110,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
         weights=weights_source,
         shard_plan=describe_shards(tasks, spec.dataset.shard_size),
         randomization_plan=randomization_plan,
+        model=model_record,
         run_id=run_id,
     )
     validate_manifest(manifest)

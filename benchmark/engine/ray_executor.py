@@ -22,6 +22,10 @@ rewrites the same part files and marker, so a shard run twice never duplicates r
 
 Actors write their shard's files themselves and return a small summary; maps and tables never
 pass through the object store or the driver.
+
+User code the job names (a model factory or an attribution callable in a file or a local package)
+travels with the actors in their ``runtime_env`` (``py_modules``; ``benchmark.usercode``), so an
+actor on any node loads exactly the code the driver validated.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -38,6 +43,7 @@ from typing import Any, Callable
 import ray
 from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
+from .. import usercode
 from ..config import JobSpec
 from .attempts import ShardAttempts, describe_error
 from .driver import ExecutorError, RunOutcome, RunState
@@ -54,10 +60,17 @@ WAIT_NOTE_SECONDS = 120.0  # nothing finished for this long and no actor ready: 
 class ShardActor:
     """One worker: builds its ``ShardRunner`` (model, plan, methods) once, then runs shards."""
 
-    def __init__(self, spec: JobSpec, out: str, runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        out: str,
+        runner_factory: RunnerFactory | None = None,
+        shipment: usercode.Shipment | None = None,
+    ) -> None:
         import torch
 
         torch.set_num_threads(spec.runtime.threads)  # ShardRunner.run sets it too; this covers model loading
+        self.code = usercode.install(shipment)  # before the model and methods are built from it
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
@@ -65,8 +78,8 @@ class ShardActor:
         # actor that Ray gave a GPU on a machine without CUDA (or a fake one in tests) runs on CPU.
         self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker)
 
-    def describe(self) -> dict[str, str]:
-        return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node}
+    def describe(self) -> dict[str, Any]:
+        return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node, "code": self.code}
 
     def run(self, task: ShardTask, attempt: int) -> dict:
         entered = time.perf_counter()
@@ -155,6 +168,8 @@ class RayExecution:
         plan = plan_actors(self.state.spec, nodes, len(self.state.pending), self.embedded)
         actor_class = ray.remote(ShardActor)
         prefix = f"benchmark-{self.state.manifest['run_id']}-{uuid.uuid4().hex[:6]}"
+        shipment = usercode.shipment_for(usercode.references(self.state.spec))
+        runtime_env = upload_user_code(shipment)
         for index in range(plan.count):
             name = f"{prefix}-{index}"
             handle = actor_class.options(
@@ -164,7 +179,8 @@ class RayExecution:
                 max_restarts=-1,
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
-            ).remote(self.state.spec, self.state.out, self.runner_factory)
+                **({"runtime_env": runtime_env} if runtime_env else {}),
+            ).remote(self.state.spec, self.state.out, self.runner_factory, shipment)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)
@@ -291,6 +307,19 @@ class RayExecution:
             )
 
 
+def upload_user_code(shipment: usercode.Shipment) -> dict[str, Any] | None:
+    """The actors' runtime_env for the job's own code: its files and local packages uploaded to the
+    cluster (Ray accepts local paths in ``py_modules`` only in ``ray.init``'s job-level runtime_env, so
+    they are uploaded here the way ``ray.init`` does it, and the actors get the package URIs)."""
+    runtime_env = shipment.runtime_env()
+    if runtime_env is None:
+        return None
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return upload_py_modules_if_needed(runtime_env, include_gitignore=False, scratch_dir=scratch)
+
+
 def _short(error: BaseException) -> str:
     """One line: Ray's errors carry a whole traceback; its last exception line says most."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
@@ -336,6 +365,7 @@ def make_ray_executor(address: str | None = None, runner_factory: RunnerFactory 
                 in_flight=execution.depth,
                 worker_losses=execution.losses,
                 actor_devices=sorted({slot.info.get("device", "?") for slot in execution.slots if slot.info}),
+                user_code=next((slot.info["code"] for slot in execution.slots if slot.info.get("code")), {}),
                 scheduling=execution.attempts.scheduling(),
                 seconds_with_actors=time.perf_counter() - started,
             )

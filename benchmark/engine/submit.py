@@ -104,11 +104,16 @@ def build_submission(
     if new_run:
         command.append("--new-run")
     entrypoint = f"printenv {SPEC_VARIABLE} | " + " ".join(shlex.quote(part) for part in command)
-    env_vars = {SPEC_VARIABLE: json.dumps(spec.model_dump(mode="json"), separators=(",", ":"))}
-    env_vars.update(forwarded_environment(env, environ))
-    runtime_env: dict[str, Any] = {"env_vars": env_vars}
+    root = None
     if working_dir not in (None, "none"):
         root = project_root() if working_dir == "auto" else Path(working_dir).resolve()
+    shipped = spec.model_dump(mode="json")
+    if root is not None:
+        shipped = code_in_working_dir(spec, shipped, root)
+    env_vars = {SPEC_VARIABLE: json.dumps(shipped, separators=(",", ":"))}
+    env_vars.update(forwarded_environment(env, environ))
+    runtime_env: dict[str, Any] = {"env_vars": env_vars}
+    if root is not None:
         runtime_env.update(working_dir=str(root), excludes=list(UPLOAD_EXCLUDES))
         if pip == "project":
             runtime_env["pip"] = project_dependencies(root)
@@ -119,6 +124,42 @@ def build_submission(
     metadata = {"run_id": run_id, "attempt": str(attempt), "out": out, "job": spec.name,
                 "job_file": job_file, "spec_hash": spec_hash(spec)}
     return Submission(run_id, f"{run_id}-{attempt}", out, entrypoint, runtime_env, metadata)
+
+
+def code_in_working_dir(spec: JobSpec, data: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The job's own code (a model factory, callable methods) must travel in the working_dir: a file is
+    renamed relative to it (the driver on the cluster runs there); anything outside it is refused."""
+    from ..usercode import UserCodeError, parse_ref, resolve_file, shipment_for, references
+
+    renamed: dict[str, str] = {}
+    for text in references(spec):
+        ref = parse_ref(text)
+        assert ref is not None
+        if ref.is_file:
+            path = resolve_file(ref).resolve()
+            if not path.is_relative_to(root):
+                raise SubmitError(
+                    f"{text}: {path} is outside the submitted working_dir {root}; move it into the checkout "
+                    "(or name an installed package's function)"
+                )
+            renamed[text] = f"{path.relative_to(root).as_posix()}:{ref.attribute}"
+            continue
+        try:
+            packages = shipment_for([text]).modules
+        except UserCodeError as error:
+            raise SubmitError(f"{text}: {error}") from None
+        outside = [folder for folder in packages.values() if not Path(folder).resolve().is_relative_to(root)]
+        if outside:
+            raise SubmitError(
+                f"{text}: {outside[0]} is neither installed nor inside the submitted working_dir {root}; "
+                "install the package in the cluster's image, or move it into the checkout"
+            )
+    if renamed:
+        data = json.loads(json.dumps(data))
+        data["model"]["name"] = renamed.get(data["model"]["name"], data["model"]["name"])
+        for method in data["methods"]:
+            method["name"] = renamed.get(method["name"], method["name"])
+    return data
 
 
 def forwarded_environment(names: Iterable[str], environ: dict[str, str] | None = None) -> dict[str, str]:
