@@ -38,10 +38,22 @@ def load_job(path: str | Path, overrides: typing.Sequence[str] = ()) -> JobSpec:
 
 
 def validate_job(raw: dict[str, Any], source: str = "<job>") -> JobSpec:
+    """Types and ranges (pydantic), then the values that only fail together (``checks``)."""
     try:
-        return JobSpec.model_validate(raw)
+        spec = JobSpec.model_validate(raw)
     except ValidationError as error:
         raise SpecError(format_validation_error(error, source)) from None
+    check_consistency(spec, source)
+    return spec
+
+
+def check_consistency(spec: JobSpec, source: str = "<job>") -> None:
+    """Refuse values that are impossible together (a tile as large as the crop, …), naming each key."""
+    from .checks import consistency_problems, format_problems
+
+    problems = consistency_problems(spec)
+    if problems:
+        raise SpecError(format_problems(problems, source))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
