@@ -101,6 +101,10 @@ class DatasetSpec(StrictModel):
     skip_flagged_boxes: bool = Field(
         False, description="coco/voc: ignore COCO 'iscrowd' and VOC 'difficult' boxes when deriving crop labels."
     )
+    read_timeout: float = Field(
+        60.0, gt=0, description="Seconds one image file may take to read (a hung network mount); then it becomes an "
+        "error row and the shard goes on."
+    )
     synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
     synthetic_seed: int = 0
 
@@ -462,6 +466,7 @@ EXECUTION_ONLY_KEYS = {
     ("runtime", "actors"),
     ("runtime", "in_flight"),
     ("runtime", "max_attempts"),
+    ("dataset", "read_timeout"),
     ("output",),
     ("description",),
 }
