@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .spec import EXECUTION_ONLY_KEYS, JobSpec
+from .spec import EXECUTION_ONLY_KEYS, LOCATION_KEYS, JobSpec
 
 
 class SpecError(ValueError):
@@ -179,10 +179,12 @@ def _tag_of(model: type[BaseModel]) -> str | None:
     return args[0] if len(args) == 1 else None
 
 
-def science_dict(spec: JobSpec) -> dict[str, Any]:
-    """The part of the spec that determines the numbers: everything but execution settings."""
-    data = spec.model_dump(mode="json")
-    for key_path in EXECUTION_ONLY_KEYS:
+def science_dict(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
+    """The part of the spec that determines the numbers: everything but execution settings and
+    the dataset's location (its images are identified by their list, see ``data.identity``).
+    Also takes an already dumped spec or science dict (e.g. a manifest's)."""
+    data = spec.model_dump(mode="json") if isinstance(spec, JobSpec) else json.loads(json.dumps(spec))
+    for key_path in EXECUTION_ONLY_KEYS | LOCATION_KEYS:
         node = data
         for part in key_path[:-1]:
             node = node.get(part, {})

@@ -470,3 +470,14 @@ EXECUTION_ONLY_KEYS = {
     ("output",),
     ("description",),
 }
+
+# Where the dataset lives, not what it is: a resume may change them (a moved mount point). The
+# run identifies its images by their canonical list instead (ids, labels, boxes, file sizes;
+# ``benchmark.data.identity``), checked against the manifest on every resume.
+LOCATION_KEYS = {
+    ("dataset", "root"),
+    ("dataset", "images_dir"),
+    ("dataset", "annotation_file"),
+    ("dataset", "labels_file"),
+    ("dataset", "class_list"),
+}
