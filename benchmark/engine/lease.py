@@ -49,24 +49,36 @@ class LeaseHeld(RuntimeError):
     """Another driver holds the output's lease; the message names it."""
 
 
-def process_started(pid: int) -> float | None:
-    """Start time of a process (clock ticks since boot, from /proc), to tell a pid reused by
-    another process from the holder itself; None where /proc is not available."""
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first); None without /proc."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return float(fields[19])
-    except (OSError, IndexError, ValueError):
+            return stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_started(pid: int) -> float | None:
+    """Start time of a process (clock ticks since boot), to tell a pid reused by another process
+    from the holder itself; None where /proc is not available."""
+    fields = _proc_stat(pid)
+    try:
+        return float(fields[19]) if fields else None
+    except (IndexError, ValueError):
         return None
 
 
 def process_alive(pid: int, started: float | None) -> bool:
+    """The process exists, is not a zombie (killed, not yet reaped) and is the one that started then."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # exists, someone else's
+    fields = _proc_stat(pid)
+    if fields and fields[0] == b"Z":
+        return False
     return started is None or process_started(pid) in (None, started)
 
 
