@@ -50,6 +50,7 @@ RunnerFactory = Callable[..., ShardRunner]
 Executor = Callable[[RunState, Progress], RunOutcome]
 WAIT_NOTE_SECONDS = 120.0  # nothing finished for this long and no actor ready: say what we wait for
 POLL_SECONDS = 1.0  # longest wait for a result before the loop looks at a stop request again
+KILL_WAIT_SECONDS = 30.0  # a stopped run waits this long for killed actors to be gone
 
 
 class ShardActor:
@@ -195,12 +196,18 @@ class RayExecution:
         slot.healthy = True
         slot.free_since = time.perf_counter()
 
-    def stop_actors(self) -> None:
+    def stop_actors(self, wait: bool = False) -> None:
+        """Kill the actors; with ``wait``, return once they are gone (up to ``KILL_WAIT_SECONDS``), so
+        that a shard they were writing cannot commit after the driver has cleaned up (a stopped run
+        on a cluster whose actors outlive ``ray.kill`` by a moment)."""
         for slot in self.slots:
             try:
                 ray.kill(slot.handle, no_restart=True)
             except Exception:
                 pass
+        if wait:
+            probes = [slot.handle.describe.remote() for slot in self.slots]
+            ray.wait(probes, num_returns=len(probes), timeout=KILL_WAIT_SECONDS)
 
     # -- shards ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -386,7 +393,9 @@ def make_ray_executor(address: str | None = None, runner_factory: RunnerFactory 
             )
             return outcome
         finally:
-            execution.stop_actors()
+            # shards still running were abandoned: on a cluster this driver does not own, wait until
+            # their actors are gone before the driver removes what they left
+            execution.stop_actors(wait=bool(execution.flights) and not owns_session)
             if owns_session:
                 ray.shutdown()
 

@@ -11,7 +11,9 @@ data, earlier runs' outputs, large blobs. So the upload is an explicit list:
   output, ``runs/`` or any run output (a folder with ``manifest.json`` and ``_commits/``), nor
   anything that is not a regular file (a named pipe would block the zip);
 * files that look like secrets (``SECRET_PATTERNS``) stop the submission, named, before anything
-  is sent: add them to ``.gitignore`` or move them out of the checkout.
+  is sent: add them to ``.gitignore`` or move them out of the checkout;
+* the root's ``.gitignore``/``.rayignore`` themselves stay here: Ray would apply them again to the
+  uploaded copy, with its own matcher.
 
 The list is copied into a temporary folder that Ray zips and uploads; its size is printed.
 """
@@ -34,6 +36,7 @@ EXCLUDED_DIRS = {
     ".ruff_cache", ".ipynb_checkpoints", "build", "dist", "runs", "node_modules", ".eggs",
 }
 EXCLUDED_FILES = ("*.pyc", "*.pyo", "*.whl", "*.egg-info")
+IGNORE_FILES = (".gitignore", ".rayignore")  # applied here; shipped, Ray would apply them a second time
 SECRET_PATTERNS = (
     ".env", ".env.*", "*.env", ".envrc", ".netrc", ".pgpass", ".pypirc", ".npmrc", ".git-credentials", ".htpasswd",
     "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
@@ -142,7 +145,7 @@ def collect(root: str | Path) -> Upload:
         parts = PurePosixPath(relative).parts
         if any(part in EXCLUDED_DIRS or part.endswith(".egg-info") for part in parts[:-1]):
             continue
-        if any(fnmatch.fnmatch(parts[-1], pattern) for pattern in EXCLUDED_FILES):
+        if any(fnmatch.fnmatch(parts[-1], pattern) for pattern in EXCLUDED_FILES) or relative in IGNORE_FILES:
             continue
         if any(relative == folder or relative.startswith(folder + "/") for folder in skip if folder != "."):
             continue

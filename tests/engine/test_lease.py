@@ -170,3 +170,16 @@ def test_the_lease_is_released_when_the_run_fails(tmp_path, capsys) -> None:
     assert main(["run", str(job), "--executor", "inline", "--out", str(out), "--no-progress",
                  "--set", "dataset.synthetic_images=2"]) == 0
     assert not (out / LEASE).exists() and json.loads((out / "manifest.json").read_text())["name"] == "quick"
+
+
+def test_status_names_the_writer(tmp_path, capsys) -> None:
+    from benchmark.cli.main import main
+
+    from ..results.fakes import fake_output
+
+    out = str(fake_output(tmp_path / "out"))
+    with take(out, name="busy-job"):
+        main(["status", out])
+        assert "writer    run 'busy-job'" in capsys.readouterr().out
+    main(["status", out])
+    assert "writer    none (no driver holds the output's lease)" in capsys.readouterr().out

@@ -246,7 +246,7 @@ def make_checkout(folder: Path) -> Path:
         shutil.copytree(ROOT / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", folder)
     subprocess.run(["git", "init", "-q", str(folder)], check=True)
-    (folder / ".gitignore").write_text("data/\n")
+    (folder / ".gitignore").write_text("/data/\n")
     (folder / ".env").write_text("AWS_SECRET_ACCESS_KEY=hunter2\n")
     (folder / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     (folder / "secrets").mkdir()
@@ -290,7 +290,7 @@ def test_only_the_code_travels_and_secrets_stop_the_submission(client_token, hea
     err = capsys.readouterr().err
     code = sorted(p.relative_to(checkout).as_posix() for p in checkout.rglob("*")
                   if p.is_file() and p.parts[len(checkout.parts)] in ("benchmark", "results_schema"))
-    expected = sorted(code + [".gitignore", "pyproject.toml"])
+    expected = sorted(code + ["pyproject.toml"])  # the ignore files are applied here, not shipped
     size = sum((checkout / name).stat().st_size for name in expected)
     assert f"uploading {checkout}: {len(expected)} files, {size / 2**20:.1f} MB" in err
     (package,) = [p for p in uploaded_packages(head[3]) if p.name not in before]
