@@ -145,7 +145,7 @@ def _adaptive_beta(spec: LRPSpec, bounds: Bounds, canonizers: list[Canonizer]) -
     """Forward-pass-adaptive β at convs (supplement A.2), ε at dense layers (paper Fig. 7)."""
     beta = BETA_FORMULAS[spec.beta_formula](spec.beta_max)
     layer_map = base_layer_map() + [
-        (Convolution, AdaptiveAlphaBeta(beta)),
+        (Convolution, AdaptiveAlphaBeta(beta, stabilizer=spec.epsilon)),
         (torch.nn.Linear, Epsilon(epsilon=spec.epsilon)),
     ]
     return LayerMapComposite(layer_map, canonizers=canonizers)

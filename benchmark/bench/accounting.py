@@ -1,13 +1,13 @@
 """How many model passes the work needs, counted two ways (DESIGN §10).
 
-``expected_passes`` derives them from the spec (every method declares its passes per image);
+``expected_passes`` derives them from the job (every method declares its passes per image, every
+experiment the methods it explains and the passes it runs itself);
 ``PassRecorder`` counts the forward calls the pipeline really makes, with their batch sizes and
 whether a backward follows, so the bare time of exactly that work can be measured.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,7 +18,8 @@ from ..attribution import AttributionMethod
 from ..attribution.base import ACTIVE_RULES
 from ..attribution.reuse import REPLAYED
 from ..config.spec import JobSpec
-from ..models.randomization import RandomizationPlan
+from ..experiments import faithfulness
+from ..experiments.batch import BatchEvaluator
 
 
 @dataclass(frozen=True)
@@ -48,24 +49,29 @@ def passes_per_state(methods: list[AttributionMethod]) -> int:
 
 
 def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
-    """Forward passes per image of the occlusion curves: f0 once per kernel, then every step that
-    still occludes a new tile (beyond all tiles the curve is flat and not recomputed)."""
-    if not spec.occlusion.enabled:
-        return 0
-    total = 0
-    for kernel in spec.occlusion.kernels:
-        tiles = math.ceil(image_size / kernel) ** 2
-        total += 1 + methods * min(spec.occlusion.steps, tiles)
-    return total
+    """Forward passes per image of the job's occlusion curves (0 when occlusion is off)."""
+    return faithfulness.occlusion_forwards(spec.occlusion, methods, image_size) if spec.occlusion.enabled else 0
 
 
-def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[AttributionMethod]) -> PassCount:
-    per_state = passes_per_state(methods)
-    randomized_states = len(spec.randomization.seeds) * len(plan.stages) if spec.randomization.enabled else 0
-    forward_only = 1 + occlusion_forwards(spec, len(methods), spec.dataset.crop)  # + the reference forward
-    if spec.randomization.target == "own_prediction":
-        forward_only += randomized_states
-    return PassCount(per_state * (1 + randomized_states), forward_only)
+def _union(groups: list[list[AttributionMethod]]) -> list[AttributionMethod]:
+    return list({id(method): method for group in groups for method in group}.values())
+
+
+def expected_passes(evaluator: BatchEvaluator) -> PassCount:
+    """Passes per image of one batch, from what the walk and every experiment declare: the trained
+    forward, each randomized state's forward where one is needed, the maps of the methods the
+    experiments ask of each state (once per state, however many ask), and the experiments' own passes."""
+    walk, experiments = evaluator.walk, evaluator.experiments
+    randomized_states = walk.states_per_batch - 1
+    trained = passes_per_state(_union([e.explains() for e in experiments]))
+    randomized = passes_per_state(_union([e.explains() for e in evaluator.randomized_observers]))
+    backward = trained + randomized_states * randomized
+    forward = 1 + (randomized_states if walk.stage_forward else 0)
+    for experiment in experiments:
+        observed = walk.states_per_batch if experiment in evaluator.randomized_observers else 1
+        own = experiment.own_passes(observed)
+        forward, backward = forward + own.forward, backward + own.backward
+    return PassCount(backward, forward)
 
 
 # (batch size, backward follows, method whose backward rules are active, modules replayed from a recorded pass)

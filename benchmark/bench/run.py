@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config.spec import JobSpec, MetricsSpec
 from ..experiments.targets import reference_targets
+from ..models.threads import intra_op_threads
 from .bare import bare_seconds
 from .pipeline import PipelineMeasurement, measure_pipeline
 from .quantus_mprt import QUANTUS_METHODS, measure_quantus, quantus_version
@@ -45,6 +46,7 @@ def comparison_spec(spec: JobSpec) -> JobSpec | None:
     return spec.model_copy(
         update={
             "methods": methods,
+            # the similarity Quantus' MPRT is run with (quantus_mprt.py: its ssim), on max-abs normalized maps
             "metrics": MetricsSpec(similarities=["ssim"], normalizations=["max_abs"], absolute=[False]),
             "occlusion": spec.occlusion.model_copy(update={"enabled": False}),
         }
@@ -65,6 +67,12 @@ def _images_and_targets(measurement: PipelineMeasurement, spec: JobSpec) -> tupl
 
 
 def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int = 3) -> dict[str, Any]:
+    """Every figure with ``runtime.threads`` torch threads, as the pipeline runs (bare passes and Quantus too)."""
+    with intra_op_threads(spec.runtime.threads):
+        return _run_bench(spec, out, with_quantus, repeats)
+
+
+def _run_bench(spec: JobSpec, out: Path, with_quantus: bool, repeats: int) -> dict[str, Any]:
     full = measure_pipeline(spec, str(out / "full"))
     device = full.runner.model.device
     shape = (3, spec.dataset.crop, spec.dataset.crop)
@@ -84,6 +92,8 @@ def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int 
         "image_size": spec.dataset.crop,
         "images": full.images,
         "model_states": full.states,
+        "randomizations_per_batch": full.randomizations_per_batch,
+        "batches": full.batches,
         "methods": full.methods,
         "passes_per_image_expected": {"forward_backward": full.expected.forward_backward, "forward": full.expected.forward_only},
         "passes_per_image_recorded": {"forward_backward": recorded.forward_backward, "forward": recorded.forward_only},
@@ -126,6 +136,8 @@ def format_report(report: dict[str, Any]) -> str:
         ("device", f"{report['device']} ({report['torch_threads']} threads)"),
         ("model / input", f"{report['model']} / {report['image_size']}x{report['image_size']}"),
         ("images × model states", f"{report['images']} × {report['model_states']}"),
+        ("randomizations per batch", f"{report['randomizations_per_batch']:g} (one per randomized model state, "
+                                     f"{report['batches']} batches)"),
         ("methods", ", ".join(report["methods"])),
         ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])),
         ("passes per image (recorded)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_recorded"])),

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "benchmark.cli.status",
     "benchmark.cli.bench",
     "benchmark.cli.fixtures",
+    "benchmark.cli.testbed",
     "benchmark.cli.finetune",
     "benchmark.cli.query",
     "benchmark.cli.aggregate",

@@ -62,6 +62,9 @@ def show_status(args: argparse.Namespace) -> int:
     if report["done"]:
         print(f"compute   {report['shard_seconds']:.1f} s over committed shards "
               f"({report['shard_seconds'] / len(report['done']):.2f} s per shard)")
+    for method, kinds in sorted(report["degenerate_maps"].items()):
+        found = ", ".join(f"{count} {kind.replace('_', '-')}" for kind, count in sorted(kinds.items()))
+        print(f"warning   {method}: trained-model maps {found} (images)")
     last = manifest.get("last_attempt")
     if last:
         print(f"last run  {last['seconds']:.1f} s, {last['shards_run']} shards run, failed: {last['shards_failed'] or 'none'}")

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .spec import EXECUTION_ONLY_KEYS, LOCATION_KEYS, JobSpec
+from .spec import EXECUTION_ONLY_KEYS, LOCATION_KEYS, SECTIONS, JobSpec
 
 
 class SpecError(ValueError):
@@ -139,7 +139,15 @@ def _display_path(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> str:
 
 def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] = JobSpec) -> list[str]:
     models = _models_in(_walk(loc, root)[1])
-    return sorted(models[0].model_fields) if len(models) == 1 else []
+    return sorted(_fields(models[0])) if len(models) == 1 else []
+
+
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    """Keys of a spec model and their annotations; a job's also the registered experiment sections."""
+    fields = {name: field.annotation for name, field in model.model_fields.items()}
+    if model is JobSpec:
+        fields.update(SECTIONS)
+    return fields
 
 
 def _step(annotation: Any, part: Any) -> Any:
@@ -147,8 +155,8 @@ def _step(annotation: Any, part: Any) -> Any:
     if isinstance(part, int):
         args = typing.get_args(_strip(annotation))
         return args[0] if args else None
-    if len(models) == 1 and part in models[0].model_fields:
-        return models[0].model_fields[part].annotation
+    if len(models) == 1:
+        return _fields(models[0]).get(part)
     return None
 
 

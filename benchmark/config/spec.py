@@ -9,17 +9,17 @@ Defaults are the paper's settings; the per-model randomization defaults live in
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
-ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0"]
-DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc"]
+ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0", "tiny-resnet"]
+DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc", "digits"]
 RandomizationMode = Literal["top_down", "independent", "bottom_up", "split"]
 TargetPolicy = Literal["label", "original_prediction", "own_prediction"]
 Reduction = Literal["sum", "mean", "l2"]
 Normalization = Literal["second_moment", "max_abs", "none"]
-SimilarityName = Literal["ssim", "mse", "spearman"]
 DataRangeRule = Literal["joint", "reference"]
 Precision = Literal["fp32", "tf32"]
 LRPComposite = Literal[
@@ -45,7 +45,8 @@ class ModelSpec(StrictModel):
     weights: str = Field(
         "imagenet",
         description="'imagenet' (the library's pretrained weights, through its cache), a torchvision "
-        "weights enum name such as 'IMAGENET1K_V2', 'random', or a path to a state-dict file.",
+        "weights enum name such as 'IMAGENET1K_V2', 'random', a path to a state-dict file, or 'testbed' "
+        "(tiny-resnet only: the trained-network test bed, trained on the digits once per machine and cached).",
     )
     weights_seed: int = Field(0, description="Seed of the library's own initialisation when weights='random'.")
     num_classes: int | None = Field(
@@ -67,14 +68,19 @@ class DatasetSpec(StrictModel):
         "or the images themselves; coco: the folder holding 'annotations/' and '<split>2017/'; voc: the "
         "'VOC2007'/'VOC2012' folder (or a folder holding exactly one of them).",
     )
-    split: str = Field("val", description="Split: ImageNet sub-folder, COCO '<split>2017', VOC ImageSets/Main/<split>.txt.")
+    split: str = Field(
+        "val",
+        description="Split: ImageNet sub-folder, COCO '<split>2017', VOC ImageSets/Main/<split>.txt, digits 'val' or 'train'.",
+    )
     offset: int = Field(0, ge=0, description="Images skipped at the start of the canonical order.")
     limit: int | None = Field(None, ge=1, description="Images used after the offset; all when null.")
     shard_size: int = Field(32, ge=1, description="Images per shard: the unit of scheduling, writing and resume.")
     resize: int | None = Field(
         None, ge=8, description="Shorter side after resizing; default crop*256/224 (ImageNet, samples) or crop (COCO, VOC)."
     )
-    crop: int = Field(224, ge=32, description="Centre-crop size: the model's input size.")
+    crop: int = Field(
+        224, ge=32, description="Centre-crop size: the model's input size (digits: 32 unless set, the images' own size)."
+    )
     labels_file: str | None = Field(
         None,
         description="imagenet, flat folder: the labels, either Kaggle's LOC_val_solution.csv or a text file of "
@@ -107,6 +113,14 @@ class DatasetSpec(StrictModel):
     )
     synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
     synthetic_seed: int = 0
+
+    @model_validator(mode="after")
+    def _digits_at_their_own_size(self) -> "DatasetSpec":
+        if self.kind == "digits" and "crop" not in self.model_fields_set:
+            self.crop = 32
+        if self.kind == "digits" and self.split not in ("val", "train"):
+            raise ValueError(f"dataset.split: the digits dataset has splits val and train, not '{self.split}'")
+        return self
 
     @model_validator(mode="after")
     def _root_required(self) -> "DatasetSpec":
@@ -226,7 +240,9 @@ class GuidedBackpropSpec(MethodBase):
 class LRPSpec(MethodBase):
     name: Literal["lrp"]
     composite: LRPComposite = "epsilon_plus_flat"
-    epsilon: float = Field(1e-6, gt=0, description="Stabiliser of the epsilon rule.")
+    epsilon: float = Field(
+        1e-6, gt=0, description="Stabiliser of the epsilon rule (and of the adaptive_beta rule's denominators)."
+    )
     gamma: float = Field(0.25, ge=0, description="Gamma of the gamma rule.")
     gamma_start: float = Field(1.0, ge=0, description="vgg_paper: gamma at the first convolution.")
     gamma_end: float = Field(0.01, ge=0, description="vgg_paper: gamma at the last convolution.")
@@ -234,8 +250,12 @@ class LRPSpec(MethodBase):
     beta_formula: Literal["ratio", "printed"] = Field(
         "ratio", description="adaptive_beta: n/(p-n) (supplement eq. 1) or the printed eq. 2, n/(p+n)."
     )
-    output_relevance: Literal["logit", "one"] = Field(
-        "logit", description="Relevance put on the target output: its logit (conservation) or 1."
+    output_relevance: Literal["one", "logit"] = Field(
+        "one",
+        description="Relevance put on the target output: 1 (zennit's and Quantus' convention, how the gradient "
+        "family is seeded; DESIGN §4) or its logit (input relevance then sums to the logit where the rules "
+        "conserve, but a randomized model's negative target logit flips the sign of the whole map: "
+        "docs/lrp-seeding.md). 'logit' adds '_logit' to the method's default label.",
     )
 
     @model_validator(mode="after")
@@ -245,7 +265,7 @@ class LRPSpec(MethodBase):
         return self
 
     def default_label(self) -> str:
-        return f"lrp_{self.composite}"
+        return f"lrp_{self.composite}" + ("_logit" if self.output_relevance == "logit" else "")
 
 
 class NoiseSpec(MethodBase):
@@ -306,11 +326,40 @@ class SSIMSpec(StrictModel):
         return value
 
 
+def _registered_metrics() -> dict:
+    """The similarity metrics registry (``benchmark.metrics``; imported here lazily: it needs torch)."""
+    from ..metrics import METRICS
+
+    return METRICS
+
+
+def _default_similarities() -> list[str]:
+    from ..metrics import default_metrics
+
+    return default_metrics()
+
+
 class MetricsSpec(StrictModel):
-    similarities: list[SimilarityName] = Field(default_factory=lambda: ["ssim", "mse", "spearman"], min_length=1)
+    similarities: list[str] = Field(
+        default_factory=_default_similarities,
+        min_length=1,
+        description="Registered similarity metrics (benchmark.metrics.register_metric); default the paper's "
+        "ssim, mse, spearman.",
+    )
     normalizations: list[Normalization] = Field(default_factory=lambda: ["second_moment", "max_abs", "none"], min_length=1)
     absolute: list[bool] = Field(default_factory=lambda: [False, True], min_length=1)
     ssim: SSIMSpec = Field(default_factory=SSIMSpec)
+
+    @field_validator("similarities")
+    @classmethod
+    def _registered(cls, value: list[str]) -> list[str]:
+        registered = _registered_metrics()
+        unknown = [name for name in value if name not in registered]
+        if unknown:
+            raise ValueError(f"unknown similarity {', '.join(map(repr, unknown))}; allowed: {', '.join(registered)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"similarities must be distinct, got {value}")
+        return value
 
 
 class OcclusionSpec(StrictModel):
@@ -369,11 +418,18 @@ class KeptActivationSpec(MapOutputSpec):
 class RuntimeSpec(StrictModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
-    batch_size: int = Field(16, ge=1, description="Images per device batch inside a shard.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="Images per device batch inside a shard. Part of the spec hash: which images share a "
+        "convolution's batch changes the last bits of its results (the library picks its kernels by batch size).",
+    )
     chunk_size: int | Literal["auto"] = Field(
         "auto",
         description="Most inputs in one forward/backward pass (images, IG steps, SmoothGrad samples, occlusion "
-        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower.",
+        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower. Part of the spec "
+        "hash, like batch_size; 'auto' on a GPU depends on the free memory: set a number for bitwise-repeatable "
+        "GPU runs.",
     )
     channels_last: bool = Field(
         True,
@@ -385,6 +441,14 @@ class RuntimeSpec(StrictModel):
         description="Record the plain gradient pass of the trained model once per batch and, in every randomized "
         "stage, recompute only the modules from the first randomized one on (same numbers; the forward of the "
         "trained bottom is paid once).",
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch intra-op CPU threads of every worker (the inline run and each Ray actor), whatever the "
+        "machine. torch splits float reductions across its threads, so the thread count changes the last bits of "
+        "results: fixed here, numbers do not depend on where they ran (and it is part of the spec hash). On a "
+        "CPU-only cluster give actors as many CPUs: runtime.num_cpus.",
     )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
@@ -410,7 +474,42 @@ class RuntimeSpec(StrictModel):
         return value
 
 
+class ExperimentSection(StrictModel):
+    """Base of a new experiment's spec section: ``enabled`` switches the experiment on."""
+
+    enabled: bool = False
+
+
+# Spec sections of experiments registered by code (``benchmark.experiments.register_experiment``),
+# beyond the paper's, which ``JobSpec`` declares itself. A job may name any of them; absent, its
+# section has its defaults (``JobSpec.section``) and does not enter the spec's dump or hash.
+SECTIONS: dict[str, type[StrictModel]] = {}
+
+
+def register_section(name: str, section: type[StrictModel]) -> None:
+    """Let jobs carry a top-level section ``name`` validated by ``section``."""
+    if name in JobSpec.model_fields:
+        declared = JobSpec.model_fields[name].annotation
+        if declared is not section:
+            raise ValueError(f"spec section '{name}' is declared by JobSpec as {declared}, not {section.__name__}")
+        return
+    SECTIONS[name] = section
+
+
+def unregister_section(name: str) -> None:
+    SECTIONS.pop(name, None)
+
+
+def _error_details(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[InitErrorDetails]:
+    return [
+        InitErrorDetails(type=item["type"], loc=prefix + tuple(item["loc"]), input=item["input"], ctx=item.get("ctx", {}))
+        for item in error.errors()
+    ]
+
+
 class JobSpec(StrictModel):
+    model_config = ConfigDict(extra="allow", validate_assignment=True, frozen=False)  # extras: registered sections only
+
     name: str = Field(..., min_length=1)
     description: str = ""
     model: ModelSpec
@@ -437,6 +536,15 @@ class JobSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _testbed_weights_fit(self) -> "JobSpec":
+        if self.model.weights == "testbed" and (self.model.name != "tiny-resnet" or self.num_classes() != 10):
+            raise ValueError(
+                "model.weights 'testbed' is the tiny-resnet trained on the 10 digit classes: use it with "
+                f"model.name tiny-resnet and 10 classes (got {self.model.name} with {self.num_classes()} classes)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _experiments_have_what_they_need(self) -> "JobSpec":
         kept = self.kept_activation_explanation
         if kept.enabled and kept.layer is None and self.randomization.split_after is None:
@@ -449,18 +557,56 @@ class JobSpec(StrictModel):
                 raise ValueError(f"{section} explains with the job's LRP methods: add one to methods (name: lrp)")
         return self
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _registered_sections(cls, data: Any, handler: Any) -> "JobSpec":
+        """Top-level keys beyond the declared fields must be registered experiment sections (``SECTIONS``)."""
+        errors: list[InitErrorDetails] = []
+        sections: dict[str, StrictModel] = {}
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in cls.model_fields:
+                    continue
+                if key not in SECTIONS:
+                    errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
+                    continue
+                try:
+                    sections[key] = SECTIONS[key].model_validate(value)
+                except ValidationError as error:
+                    errors.extend(_error_details(error, (key,)))
+        try:
+            spec = handler(data)
+        except ValidationError as error:
+            raise ValidationError.from_exception_data(cls.__name__, _error_details(error) + errors) from None
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        if spec.__pydantic_extra__:
+            spec.__pydantic_extra__.update({key: sections.get(key, value) for key, value in spec.__pydantic_extra__.items()})
+        return spec
+
+    def section(self, name: str) -> StrictModel:
+        """An experiment's spec section: a declared field, or a registered section (its defaults when absent)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        if name in (self.__pydantic_extra__ or {}):
+            return self.__pydantic_extra__[name]
+        if name in SECTIONS:
+            return SECTIONS[name]()
+        raise KeyError(f"no spec section '{name}'")
+
     def num_classes(self) -> int:
         """The model's output size: explicit, or the dataset's class count."""
         if self.model.num_classes is not None:
             return self.model.num_classes
-        return {"coco": 80, "voc": 20}.get(self.dataset.kind, 1000)
+        return {"coco": 80, "voc": 20, "digits": 10}.get(self.dataset.kind, 1000)
 
 
-# Sections whose values do not change any number in the results: a resume may change them.
+# Keys whose values do not change any number in the results: a resume may change them. Not here:
+# runtime.threads, batch_size and chunk_size (float reduction order; tests/engine/test_determinism.py).
+# runtime.device is here although a GPU's numbers differ from a CPU's in the last bits: 'auto'
+# resolves per machine anyway, and every shard records its device (table 'shards').
 EXECUTION_ONLY_KEYS = {
     ("runtime", "device"),
-    ("runtime", "batch_size"),
-    ("runtime", "chunk_size"),
     ("runtime", "num_gpus"),
     ("runtime", "num_cpus"),
     ("runtime", "actors"),

@@ -23,8 +23,9 @@ from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
 from ..results.cleanup import remove_uncommitted
 from ..results.reader import run_spec_hashes
+from ..results.schema import table_names
 from ..results.store import AGGREGATES, COMMITS, FAILURES, FIGURES, MANIFEST, REPORT
-from ..results.writer import SHARD_TABLES
+from ..results.summary import degenerate_maps
 from .manifest import ResumeRefused, check_resume, check_same_images, new_manifest
 from .plan import ShardTask, dataset_fingerprint, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
@@ -81,7 +82,7 @@ def preflight_model(spec: JobSpec) -> tuple[dict, str]:
 
 def discard_previous(store: OutputStore) -> None:
     """Everything a run and the commands after it wrote: tables, markers, aggregates, figures, report."""
-    for folder in (*SHARD_TABLES, "activations", "logits", "maps", COMMITS, FAILURES, AGGREGATES, FIGURES):
+    for folder in (*table_names(), COMMITS, FAILURES, AGGREGATES, FIGURES):
         store.delete_dir(folder)
     store.delete(REPORT)
     store.delete(MANIFEST)
@@ -190,6 +191,7 @@ def status(out: str) -> dict[str, Any]:
         "images_done": int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0,
         "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
         "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
+        "degenerate_maps": degenerate_maps(store),
         "last_attempt": manifest.get("last_attempt"),
         "manifest": manifest,
     }

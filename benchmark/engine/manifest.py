@@ -57,6 +57,7 @@ def new_manifest(
         "host": platform.node(),
         "seeds": list(spec.randomization.seeds),
         "precision": spec.runtime.precision,
+        "threads": spec.runtime.threads,
         "attempts": (previous or {}).get("attempts", 0) + 1,
         **({"equivalent_spec_hashes": equivalent} if equivalent else {}),
         **sections,

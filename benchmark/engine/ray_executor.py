@@ -4,7 +4,8 @@ Placement: one actor per ``runtime.num_gpus`` GPUs (fractions allowed) and ``run
 CPUs, counted per alive node, so a node's leftovers are not summed across nodes;
 ``runtime.actors`` overrides the count. On a cluster without GPUs that this run started itself
 (the embedded ``ray.init()``), GPU actors could never be placed: they become CPU actors, one per
-``runtime.num_cpus`` CPUs, each running torch with that many threads. A remote cluster without
+``runtime.num_cpus`` CPUs. Every actor runs torch with ``runtime.threads`` threads, as the inline
+executor does, so numbers do not depend on the actor count or the machine. A remote cluster without
 GPUs may be autoscaling: the actors are requested anyway (set ``runtime.actors`` to the number
 of GPUs the cluster scales to). Every actor builds its model once and keeps it.
 
@@ -56,10 +57,10 @@ KILL_WAIT_SECONDS = 30.0  # a stopped run waits this long for killed actors to b
 class ShardActor:
     """One worker: builds its ``ShardRunner`` (model, plan, methods) once, then runs shards."""
 
-    def __init__(self, spec: JobSpec, out: str, threads: int, runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(self, spec: JobSpec, out: str, runner_factory: RunnerFactory | None = None) -> None:
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(spec.runtime.threads)  # ShardRunner.run sets it too; this covers model loading
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
@@ -167,7 +168,7 @@ class RayExecution:
                 max_restarts=-1,
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
-            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory)
+            ).remote(self.state.spec, self.state.out, self.runner_factory)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)

@@ -25,6 +25,7 @@ from ..data.base import ImageRecord
 from ..data.loader import prefetch_batches
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
+from ..models.threads import intra_op_threads
 from ..results import OutputStore, ShardWriter, table_schema
 from .plan import ShardTask
 
@@ -85,6 +86,13 @@ class ShardRunner:
         return frozenset(r.image_id for i, r in enumerate(task.records) if task.start + i < end)
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
+        """Evaluate, write and commit one shard, with ``runtime.threads`` torch threads whatever the
+        machine (numbers must not depend on where a shard ran)."""
+        with intra_op_threads(self.spec.runtime.threads):
+            return self._run(task, attempt)
+
+    def _run(self, task: ShardTask, attempt: int) -> dict:
+        self.evaluator.degenerate_maps.take()  # drop what a failed earlier try (or a warm-up) left behind
         started = time.perf_counter()
         parts: dict[str, list[pa.Table]] = defaultdict(list)
         errors: list[LoadError] = []
@@ -95,7 +103,7 @@ class ShardRunner:
             if batch is None:
                 continue
             images += len(batch)
-            for name, table in self.evaluator.evaluate(batch, task.shard, save_maps).items():
+            for name, table in self.evaluator.evaluate(batch, save_maps).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started
         tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}
@@ -110,11 +118,13 @@ class ShardRunner:
             "device": str(self.model.device),
             "attempt": attempt,
         }
+        degenerate = self.evaluator.degenerate_maps.take()  # method -> all_zero / non_finite -> images
         tables["shards"] = pa.table(
             {
                 **{key: [summary[key]] for key in ("shard", "images", "errors", "seconds", "worker", "device", "attempt")},
                 "finished_at": pa.array([datetime.now(timezone.utc)], table_schema("shards").arrow.field("finished_at").type),
             }
         )
-        self.writer.commit(task.shard, tables, {"spec_hash": self.spec_hash, "worker": self.worker, "attempt": attempt})
-        return summary
+        info = {"spec_hash": self.spec_hash, "worker": self.worker, "attempt": attempt, "degenerate_maps": degenerate}
+        self.writer.commit(task.shard, tables, info)
+        return {**summary, "degenerate_maps": degenerate}

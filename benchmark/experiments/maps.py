@@ -33,7 +33,11 @@ class MapRows:
             maps = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), self.map_size).squeeze(1)
         self._pieces.append((maps.detach().to("cpu", torch.float32), method, seed, stage, component))
 
-    def table(self, image_ids: list[str], shard: int) -> pa.Table | None:
+    def clear(self) -> None:
+        """Forget what was kept (a new batch)."""
+        self._pieces = []
+
+    def table(self, image_ids: list[str]) -> pa.Table | None:
         pieces, self._pieces = self._pieces, []
         if not pieces:
             return None
@@ -56,6 +60,5 @@ class MapRows:
                 "shape": shape,
                 "values": values,
                 "scale": scale,
-                "shard": pa.array(np.full(count, shard, dtype=np.int32)),
             }
         )

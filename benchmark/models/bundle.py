@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -71,6 +72,8 @@ def build_module(spec: JobSpec) -> tuple[nn.Module, str]:
         module = definition.build(num_classes, spec.dataset.crop)
     if weights == "random":
         source = f"random (library initialisation, seed {spec.model.weights_seed})"
+    elif weights == "testbed":
+        source = _load_testbed(module, spec)
     elif weights == "imagenet" or _looks_like_weights_name(weights):
         state, source = pretrained_state_dict(definition, weights)
         load_into(module, state, source, skip_prefix=definition.head if num_classes != 1000 else None)
@@ -80,6 +83,20 @@ def build_module(spec: JobSpec) -> tuple[nn.Module, str]:
         load_into(module, state_dict_from_file(weights), weights)
         source = str(weights)
     return module, source
+
+
+def _load_testbed(module: nn.Module, spec: JobSpec) -> str:
+    """The trained test bed (``benchmark.testbed``), trained on this machine first if it has none."""
+    from ..testbed import testbed
+
+    if spec.model.name != "tiny-resnet" or spec.num_classes() != 10:
+        raise WeightsUnavailable(
+            f"model.weights 'testbed' is the tiny-resnet trained on the 10 digit classes; this job has "
+            f"model '{spec.model.name}' with {spec.num_classes()} classes"
+        )
+    bed = testbed(log=lambda line: print(line, file=sys.stderr))
+    load_into(module, state_dict_from_file(str(bed.path)), str(bed.path))
+    return bed.describe()
 
 
 def _looks_like_weights_name(value: str) -> bool:

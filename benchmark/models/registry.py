@@ -1,4 +1,5 @@
-"""The five architectures of the paper and what the rest of the code needs to know about each.
+"""The five architectures of the paper, the test bed's small ResNet, and what the rest of the code
+needs to know about each.
 
 One ``ModelDef`` per architecture: how to build it untrained, where its pretrained weights
 come from, its classifier head, and the paper's top-down randomization rule (DESIGN §3).
@@ -12,6 +13,8 @@ from typing import Callable
 import torch
 import torchvision
 from torch import nn
+
+from .tiny_resnet import tiny_resnet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,6 +39,7 @@ class ModelDef:
     randomization: RandomizationDefaults
     torchvision_builder: str | None = None  # name in torchvision.models, for pretrained weights
     default_weights: str = "IMAGENET1K_V1"
+    pretrained: bool = True  # False: no library weights exist ('imagenet' is refused)
 
 
 class DenseNetWithReluModule(torchvision.models.DenseNet):
@@ -103,6 +107,12 @@ MODELS: dict[str, ModelDef] = {
         # The paper says 17 '._depthwise_conv' layers; EfficientNet-B0 has 16.
         RandomizationDefaults("_fc", r"\._depthwise_conv$", every=1, max_boundaries=17),
         default_weights="efficientnet-b0",
+    ),
+    "tiny-resnet": ModelDef(
+        "tiny-resnet", "resnet", tiny_resnet, "fc",
+        # The paper's ResNet rule: fc, then down to each block's '.conv1' (6 blocks): 7 stages.
+        RandomizationDefaults("fc", _CONV1, every=1, max_boundaries=6),
+        default_weights="testbed", pretrained=False,
     ),
 }
 

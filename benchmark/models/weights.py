@@ -39,6 +39,11 @@ def _offline_error(model: str, url: str, error: BaseException) -> WeightsUnavail
 
 def pretrained_state_dict(definition: ModelDef, weights_name: str) -> tuple[dict[str, torch.Tensor], str]:
     """The pretrained 1000-class state dict and a description (its URL) for the manifest."""
+    if not definition.pretrained:
+        raise WeightsUnavailable(
+            f"{definition.name} has no pretrained library weights ('{weights_name}'); use model.weights "
+            f"'{definition.default_weights}', 'random' or the path of a state-dict file"
+        )
     if definition.family == "efficientnet":
         from efficientnet_pytorch.utils import url_map
 

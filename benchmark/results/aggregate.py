@@ -23,6 +23,7 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -31,15 +32,14 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from ..metrics.base import HEADLINE
+from ..metrics.scores import SCORES
 from .query import Results
 from .schema import AGGREGATES, SCHEMA_VERSION, aggregate_names, aggregate_schema, conform
 from .statistics import BootstrapSettings, image_stats, kendall_tau, rank
 from .writer import parquet_bytes
 
 META = f"{AGGREGATES}/_meta.json"
-# Which randomization scores rank a method first. A method "passes" the check when its map
-# changes a lot: low similarity (ssim, spearman), high distance (mse). Occlusion: low auc.
-BETTER = {"ssim": "lower", "spearman": "lower", "mse": "higher", "auc": "lower", "aopc": "higher"}
 PAPER_NORMALIZATION = "second_moment"
 # Aggregates written by code other than STEPS: kept (not deleted) when the STEPS are rerun.
 EXTERNAL: set[str] = set()
@@ -152,8 +152,18 @@ def ranking_step(context: Context) -> dict[str, pd.DataFrame]:
 
 
 def _ranked(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Ranks within each group of ``keys``, in the direction the score's registry entry says
+    (``benchmark.metrics.scores``); a score this process has not registered is left out, loudly."""
     frame = frame[frame["score"].notna()].copy()
-    frame["better"] = frame["metric"].map(BETTER)
+    unknown = sorted(set(frame["metric"]) - set(SCORES))
+    if unknown:
+        warnings.warn(
+            f"rankings: no direction known for {', '.join(unknown)} (not registered in this process: import the "
+            "module that registers them, see benchmark.metrics.register_metric); not ranked",
+            stacklevel=2,
+        )
+        frame = frame[~frame["metric"].isin(unknown)]
+    frame["better"] = frame["metric"].map(lambda name: SCORES[name].better)
     frame["rank"] = np.nan
     for _, index in frame.groupby(keys, dropna=False).groups.items():
         group = frame.loc[index]
@@ -178,7 +188,7 @@ def _agreement(rankings: pd.DataFrame) -> pd.DataFrame:
         return agreement
     agreement["headline"] = False
     for _, group in agreement.groupby(["model", "dataset", "mode"]):
-        headline = group[(group.metric == "ssim") & group.stage.isna() & (group.kernel == group.kernel.max())]
+        headline = group[(group.metric == HEADLINE) & group.stage.isna() & (group.kernel == group.kernel.max())]
         headline = _prefer(headline, "normalization", PAPER_NORMALIZATION)
         headline = _prefer(headline, "absolute", False)
         agreement.loc[headline.index[:1], "headline"] = True
@@ -353,6 +363,6 @@ def load_aggregates(
 
 
 __all__ = [
-    "BETTER", "BootstrapSettings", "STEPS", "compute_aggregates", "load_aggregates",
+    "BootstrapSettings", "STEPS", "compute_aggregates", "load_aggregates",
     "write_aggregates", "to_arrow",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .reader import committed_shards, failed_shards
 from .s3 import abort_uploads
 from .store import TEMPORARY_MARK, OutputStore
-from .writer import SHARD_TABLES
+from .schema import table_names
 
 
 @dataclass
@@ -41,8 +41,9 @@ def is_temporary(relative: str) -> bool:
     return name.startswith(".") and TEMPORARY_MARK in name
 
 
-def remove_uncommitted(store: OutputStore, tables: tuple[str, ...] = SHARD_TABLES) -> Removed:
+def remove_uncommitted(store: OutputStore, tables: list[str] | None = None) -> Removed:
     """Delete part files no commit or failure marker lists, stale temporary files and incomplete uploads."""
+    tables = table_names() if tables is None else tables
     markers = [*committed_shards(store).values(), *failed_shards(store).values()]
     listed = {entry["path"] for marker in markers for entry in marker.get("files", {}).values()}
     removed = Removed()

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..metrics.scores import AUC, label
 from .plots import PaperFigure
 from .query import Results
 from .store import REPORT
@@ -198,10 +199,11 @@ def _rankings(aggregates: dict[str, pa.Table]) -> list[str]:
     table = pd.DataFrame(columns).rename_axis("method").reset_index()
     table = table.sort_values(list(columns)[0], na_position="last")
     what = "" if not len(checks) else (
-        f" The check's ranks use {checks.iloc[0].metric.upper()}, {checks.iloc[0].normalization} normalization, "
+        f" The check's ranks use {label(checks.iloc[0].metric)} ({checks.iloc[0].better} is better), "
+        f"{checks.iloc[0].normalization} normalization, "
         f"{'absolute' if checks.iloc[0].absolute else 'signed'} maps; a method passes it by changing its map a lot."
     )
-    return [f"<p>Rank 1 = best; ties share their average rank. Occlusion: lower mean softmax over the curve is "
+    return [f"<p>Rank 1 = best; ties share their average rank. Occlusion: {_e(AUC.label)}, {AUC.better} is "
             f"better.{_e(what)}</p>", _table(table)]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from benchmark.bench import run_bench
 from benchmark.bench.accounting import occlusion_forwards
+from benchmark.bench.pipeline import measure_pipeline
 from benchmark.cli.main import main
 from benchmark.config import validate_job
 
@@ -70,6 +72,33 @@ def test_figures_are_consistent(report) -> None:
     assert report["achieved_tflops"] > 0 and report["peak_memory_bytes"] > 0
 
 
+# Every experiment that looks at randomized states at once: each used to randomize and explain on its own.
+EVERY_EXPERIMENT = {
+    **JOB,
+    "activations": {"enabled": True},
+    "logits": {"enabled": True},
+    "skip_path": {"enabled": True, "block": "layer4.1"},
+    "kept_activation_explanation": {"enabled": True, "layer": "layer4.0"},
+    "runtime": {**TINY["runtime"], "save_maps": 2},
+}
+
+
+def test_one_randomization_per_state_and_batch_whatever_the_experiments(tmp_path) -> None:
+    measured = measure_pipeline(validate_job(EVERY_EXPERIMENT), str(tmp_path / "out"))
+    assert measured.batches == 3 and measured.states == 5  # shards of 2, 2, 1 images; trained + 2 seeds x 2 stages
+    # one per (seed, stage) state: the check, logits, skip path, kept features and saved maps share it
+    # (each of the four walking the plan on its own made 16)
+    assert measured.randomizations_per_batch == 4
+    # and share the state's forward pass and maps: what the walk and the experiments declare is all that ran
+    states = 5
+    methods = 1 + 3 + 1 + 1  # gradient (shared with x input), IG 3, guided backprop, LRP
+    skip_path, kept = 2 * states, 1  # skip and residual part of the LRP method per state; kept layer once
+    assert measured.expected.forward_backward == states * methods + skip_path + kept
+    # trained forward, one forward per randomized state (own_prediction and the logits share it), occlusion
+    assert measured.expected.forward_only == 1 + 4 + (1 + 6 * 6) + (1 + 6 * 4)
+    assert measured.recorded == measured.expected
+
+
 def test_occlusion_forwards_skip_flat_steps() -> None:
     spec = validate_job({**JOB, "occlusion": {"kernels": [15], "steps": 30}, "dataset": {**TINY["dataset"], "crop": 224}})
     assert occlusion_forwards(spec, methods=5, image_size=224) == 1 + 5 * 30  # 15x15 tiles: 225 >= 30
@@ -81,5 +110,6 @@ def test_cli_prints_and_writes_json(tmp_path, capsys) -> None:
     assert main(["bench", str(job), "--images", "2", "--no-quantus", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
     printed = capsys.readouterr().out
     assert "pipeline / bare" in printed and "passes per image (recorded)" in printed
+    assert re.search(r"randomizations per batch +1 \(one per randomized model state, 1 batches\)", printed)
     figures = json.loads((tmp_path / "b.json").read_text())
-    assert figures["images"] == 2 and figures["model_states"] == 2
+    assert figures["images"] == 2 and figures["model_states"] == 2 and figures["randomizations_per_batch"] == 1

@@ -67,22 +67,13 @@ def test_every_problem_is_listed_at_once(tmp_path) -> None:
     assert "(3 problems)" in str(error.value)
 
 
-@pytest.mark.parametrize(
-    ("overrides", "key"),
-    [
-        (["randomization.boundary=no_such_module"], "randomization.boundary"),
-        (["randomization.max_boundaries=3", "randomization.every=500"], "randomization.every"),
-    ],
-    ids=["boundary-matches-nothing", "every-beyond-the-matches"],
-)
-def test_a_boundary_rule_that_reaches_no_boundary_fails_before_work(tmp_path, capsys, overrides, key) -> None:
+def test_a_boundary_pattern_that_matches_nothing_fails_before_work(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    args = ["run", str(job_file(tmp_path)), "--executor", "inline", "--out", str(out), "--no-progress"]
-    for item in overrides:
-        args += ["--set", item]
+    args = ["run", str(job_file(tmp_path)), "--executor", "inline", "--out", str(out), "--no-progress",
+            "--set", "randomization.boundary=no_such_module"]
     assert main(args) == 2
     message = capsys.readouterr().err
-    assert key in message and "conv" in message  # names the key and what the model's layers look like
+    assert "randomization.boundary" in message and "conv" in message  # the key, and what the layers look like
     assert not (out / "manifest.json").exists() and not (out / "_commits").exists()
 
 

@@ -193,3 +193,24 @@ class FailingRunner(ShardRunner):
         if task.shard == self.bad:
             raise RuntimeError("device fell over")
         return super().run(task, attempt)
+
+
+class ThreadReportingRunner(ShardRunner):
+    """A shard's summary also says how many torch threads its evaluation ran with."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import torch
+
+        evaluate = self.evaluator.evaluate
+        self.seen: set[int] = set()
+
+        def recording(*a: Any, **k: Any):
+            self.seen.add(torch.get_num_threads())
+            return evaluate(*a, **k)
+
+        self.evaluator.evaluate = recording
+
+    def run(self, task, attempt: int = 1) -> dict:
+        self.seen.clear()
+        return {**super().run(task, attempt), "threads_seen": sorted(self.seen)}

@@ -17,7 +17,11 @@ PAPER_JOBS = sorted((Path(__file__).resolve().parents[2] / "jobs" / "paper").glo
 
 
 def tiny(raw: dict) -> dict:
-    """The job at CI size: 2 synthetic 32 px images, random weights, few stages, steps and seeds."""
+    """The job at CI size: 2 synthetic 32 px images, random weights, few stages, steps and seeds.
+
+    These runs check that every job's code path runs and writes its tables, not any number: with
+    random weights EfficientNet-B0 (supp_fig09) has gradients of ~1e-14 and all-zero LRP maps, which
+    the run summary warns about (numbers on a trained network: tests/testbed)."""
     job = copy.deepcopy(raw)
     job["model"]["weights"] = "random"
     job["dataset"] = {"kind": "synthetic", "synthetic_images": 2, "shard_size": 2, "crop": 32}

@@ -7,7 +7,10 @@ BatchNorm when asked to reset it; boundaries are matched among the weight layers
 Top-down cascading walks the modules in reverse definition order: stage 1 is everything down
 to and including the head; each later stage continues down to and including the next
 boundary (every k-th match of the boundary pattern), until ``max_boundaries`` matches or the
-last boundary that exists.
+last boundary that exists. When that last boundary is not a multiple of k, a final partial
+stage (fewer than k boundaries) reaches it, so the plan always ends where it says it does
+(DenseNet-121, every 3rd of 58: stages at 3, 6, …, 57 and a last one at 58, which randomizes
+the first dense layer); the plan's notes say so.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def _boundary_groups(
         current.append(layers[i].name)
         if is_boundary[i]:
             matches += 1
-            if matches % every == 0 and matches <= limit:
+            if (matches % every == 0 and matches <= limit) or matches == limit:  # == limit: the final partial stage
                 groups.append(current)
                 current = []
                 used = matches
@@ -114,14 +117,6 @@ def _boundary_groups(
             f"'{head}' (they are named like {', '.join(below[:3])}, …, {', '.join(below[-2:])}), so no stage "
             "would go deeper than the head; fix the pattern, or set randomization.max_boundaries: 0 to randomize "
             "the head only"
-        )
-    if limit > 0 and used == 0:
-        matching = [layers[i].name for i in walk[head_at + 1 :] if is_boundary[i]]
-        raise ValueError(
-            f"randomization.every: every {every}th match of {boundary!r} ends a stage, but the plan stops after "
-            f"{limit} of them (randomization.max_boundaries {max_boundaries}; the model has {total_matches}: "
-            f"{', '.join(matching[:3])}, …), so no stage would go deeper than the head; lower every or raise "
-            "max_boundaries"
         )
     return groups, rest, total_matches, used
 
@@ -150,6 +145,11 @@ def build_plan(
         notes.append(
             f"asked for {max_boundaries} boundary modules matching {boundary!r}, the model has {total}; "
             f"the plan stops at the last boundary reached ({used})"
+        )
+    if every > 1 and used % every:
+        notes.append(
+            f"a stage ends every {every} boundaries; the last stage ({len(groups)}) holds the remaining "
+            f"{used % every}, so that boundary {used} is reached"
         )
     if mode == "top_down":
         stages = tuple(Stage(i + 1, tuple(g), cumulative=True) for i, g in enumerate(groups))

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from ...metrics import METRICS
 from ..query import Results
 from ..store import FIGURES
 from .activations import nonpositive_figure, overtaking_figure
@@ -53,7 +54,8 @@ def paper_figures(results: Results, aggregates: dict[str, pa.Table], options: Pl
             yield occlusion_figure(curves, kernel, dataset, colors, methods, options.confidence)
     if stats is not None:
         for dataset, in _distinct(stats, ["dataset"]):
-            for metric in [m for m in ("ssim", "mse", "spearman") if m in set(stats.metric)]:
+            found = set(stats.metric)
+            for metric in [m for m in METRICS if m in found] + sorted(found - set(METRICS)):
                 for normalization, absolute in _variants(stats[(stats.dataset == dataset) & (stats.metric == metric)], options):
                     yield randomization_figure(stats, metric, normalization, absolute, dataset, colors, methods,
                                                options.confidence)

@@ -7,21 +7,21 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from ...metrics import METRICS
+from ...metrics.scores import AUC
 from .style import MethodColors, PaperFigure, figure_name, panels
 
 OCCLUSION_CAPTION = (
     "Model faithfulness by iterative occlusion with {kernel}x{kernel} tiles taken from a blurred copy of the image: "
     "softmax probability of the target after occluding the t most relevant tiles, mean over {images} images with a "
-    "bootstrap {confidence} band. Lower is better."
+    "bootstrap {confidence} band. {better}"
 )
 RANDOMIZATION_CAPTION = (
     "Top-down model randomization check: {metric} between the trained model's map and the map after randomizing "
     "stages 1..s ({normalization}, {signed} maps), mean over {images} images with a bootstrap {confidence} band. "
     "{bound}{better}"
 )
-BOUNDS = {"ssim": "Dashed: the Theorem 1 bound C2/(σA²+σB²+C2), the SSIM of uncorrelated maps. ",
-          "mse": "Dashed: the Theorem 4 bound 2-2μAμB/(√E[A²]√E[B²]), the MSE of uncorrelated maps. "}
-BETTER_TEXT = {"ssim": "Lower is better.", "spearman": "Lower is better.", "mse": "Higher is better."}
+BOUND_CAPTION = "Dashed: the {label} {formula}, the {metric} of uncorrelated maps. "
 NORMALIZATION_TEXT = {"second_moment": "maps divided by the square root of their second moment",
                       "max_abs": "maps divided by their largest magnitude", "none": "maps not normalized"}
 
@@ -34,13 +34,12 @@ def occlusion_tag(kernel: int, dataset: str) -> str | None:
 
 
 def randomization_tag(metric: str, dataset: str, normalization: str, absolute: bool) -> str | None:
-    """Paper Fig. 2 = supplement Fig. 4 (SSIM), supplement Fig. 5 (MSE), Fig. 6 (SSIM on COCO);
-    all with second-moment normalization of signed maps."""
-    if normalization != "second_moment" or absolute:
+    """The paper figure a metric's plot reproduces (its registry entry: Fig. 2 = supplement Fig. 4 for
+    SSIM, supplement Fig. 5 for MSE, Fig. 6 for SSIM on COCO); all with second-moment normalization of
+    signed maps."""
+    if normalization != "second_moment" or absolute or metric not in METRICS:
         return None
-    if metric == "ssim":
-        return "supp-fig6" if dataset == "coco" else "paper-fig2-supp-fig4"
-    return "supp-fig5" if metric == "mse" else None
+    return METRICS[metric].paper_figure(dataset)
 
 
 def _band(axis, x, frame: pd.DataFrame, color, label: str) -> None:
@@ -80,7 +79,8 @@ def occlusion_figure(curves: pd.DataFrame, kernel: int, dataset: str, colors: Me
     return PaperFigure(
         name=figure_name(tag, "occlusion", f"k{kernel}", dataset),
         title=f"Occlusion curves, kernel {kernel} ({dataset})",
-        caption=OCCLUSION_CAPTION.format(kernel=kernel, images=images, confidence=f"{confidence:.0%}"),
+        caption=OCCLUSION_CAPTION.format(kernel=kernel, images=images, confidence=f"{confidence:.0%}",
+                                         better=AUC.better_text),
         figure=figure,
     )
 
@@ -93,7 +93,9 @@ def randomization_figure(stats: pd.DataFrame, metric: str, normalization: str, a
                  & (stats.absolute == absolute) & (stats.dataset == dataset)]
     keys = _panel_keys(data, ["model", "mode"])
     figure, axes = panels(len(keys))
-    has_bound = metric in BOUNDS and data["bound_mean"].notna().any()
+    known = METRICS.get(metric)  # None: a metric this process did not register (plotted by its name)
+    bound = known.bound if known is not None else None
+    has_bound = bound is not None and data["bound_mean"].notna().any()
     for axis, (model, mode) in zip(axes, keys):
         panel = data[(data.model == model) & (data["mode"] == mode)]
         for method in methods:
@@ -109,9 +111,9 @@ def randomization_figure(stats: pd.DataFrame, metric: str, normalization: str, a
         axis.set_xticks(stages)
         axis.set_title(f"{model} · {dataset} · {mode}", fontsize=10)
         axis.set_xlabel("randomization stage (1 = head)")
-        axis.set_ylabel(f"{metric.upper() if metric != 'spearman' else 'Spearman'} to the trained model's map")
+        axis.set_ylabel(f"{known.axis_label if known else metric} to the trained model's map")
         axis.grid(alpha=0.3)
-    extra = [Line2D([], [], color="gray", linestyle="--", label="Theorem 1 bound" if metric == "ssim" else "Theorem 4 bound")] if has_bound else []
+    extra = [Line2D([], [], color="gray", linestyle="--", label=bound.label)] if has_bound else []
     _legend(figure, colors, [m for m in methods if m in set(data.method)], extra)
     images = int(data["count"].max()) if len(data) else 0
     signed = "absolute" if absolute else "signed"
@@ -121,10 +123,12 @@ def randomization_figure(stats: pd.DataFrame, metric: str, normalization: str, a
         name=figure_name(tag, "randomization", metric, *variant, dataset),
         title=f"Randomization check: {metric} ({normalization}, {signed}; {dataset})",
         caption=RANDOMIZATION_CAPTION.format(
-            metric=metric.upper() if metric != "spearman" else "Spearman rank correlation",
+            metric=known.label if known else metric,
             normalization=NORMALIZATION_TEXT.get(normalization, normalization), signed=signed, images=images,
-            confidence=f"{confidence:.0%}", bound=BOUNDS[metric] if has_bound else "",
-            better=BETTER_TEXT.get(metric, ""),
+            confidence=f"{confidence:.0%}",
+            bound=BOUND_CAPTION.format(label=bound.label, formula=bound.formula, metric=known.axis_label)
+            if has_bound else "",
+            better=known.better_text if known else "",
         ),
         figure=figure,
     )
