@@ -202,6 +202,10 @@ class DatasetSpec(StrictModel):
     skip_flagged_boxes: bool = Field(
         False, description="coco/voc: ignore COCO 'iscrowd' and VOC 'difficult' boxes when deriving crop labels."
     )
+    read_timeout: float = Field(
+        60.0, gt=0, description="Seconds one image file may take to read (a hung network mount); then it becomes an "
+        "error row and the shard goes on."
+    )
     synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
     synthetic_seed: int = 0
 
@@ -819,6 +823,18 @@ EXECUTION_ONLY_KEYS = {
     ("runtime", "actors"),
     ("runtime", "in_flight"),
     ("runtime", "max_attempts"),
+    ("dataset", "read_timeout"),
     ("output",),
     ("description",),
+}
+
+# Where the dataset lives, not what it is: a resume may change them (a moved mount point). The
+# run identifies its images by their canonical list instead (ids, labels, boxes, file sizes;
+# ``benchmark.data.identity``), checked against the manifest on every resume.
+LOCATION_KEYS = {
+    ("dataset", "root"),
+    ("dataset", "images_dir"),
+    ("dataset", "annotation_file"),
+    ("dataset", "labels_file"),
+    ("dataset", "class_list"),
 }

@@ -45,6 +45,7 @@ from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
 from .. import usercode
 from ..config import JobSpec
+from . import signals
 from .attempts import ShardAttempts, describe_error
 from .driver import ExecutorError, RunOutcome, RunState
 from .plan import ShardTask
@@ -55,6 +56,8 @@ from .shard import ShardRunner
 RunnerFactory = Callable[..., ShardRunner]
 Executor = Callable[[RunState, Progress], RunOutcome]
 WAIT_NOTE_SECONDS = 120.0  # nothing finished for this long and no actor ready: say what we wait for
+POLL_SECONDS = 1.0  # longest wait for a result before the loop looks at a stop request again
+KILL_WAIT_SECONDS = 30.0  # a stopped run waits this long for killed actors to be gone
 
 
 class ShardActor:
@@ -161,6 +164,7 @@ class RayExecution:
         self.slots: list[Slot] = []
         self.dead_reasons: list[str] = []
         self.losses = 0
+        self.not_started: set[int] = set()  # shards a stop request kept from starting
 
     # -- actors ------------------------------------------------------------------------------
     def start_actors(self) -> ActorPlan:
@@ -209,12 +213,18 @@ class RayExecution:
         slot.healthy = True
         slot.free_since = time.perf_counter()
 
-    def stop_actors(self) -> None:
+    def stop_actors(self, wait: bool = False) -> None:
+        """Kill the actors; with ``wait``, return once they are gone (up to ``KILL_WAIT_SECONDS``), so
+        that a shard they were writing cannot commit after the driver has cleaned up (a stopped run
+        on a cluster whose actors outlive ``ray.kill`` by a moment)."""
         for slot in self.slots:
             try:
                 ray.kill(slot.handle, no_restart=True)
             except Exception:
                 pass
+        if wait:
+            probes = [slot.handle.describe.remote() for slot in self.slots]
+            ray.wait(probes, num_returns=len(probes), timeout=KILL_WAIT_SECONDS)
 
     # -- shards ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -269,35 +279,77 @@ class RayExecution:
             self.queue.appendleft(task)
 
     def run(self) -> RunOutcome:
-        while self.queue or self.flights:
-            self._dispatch()
-            waiting = list(self.flights) + list(self.probes)
-            if not waiting:
-                raise ExecutorError(
-                    "no actor is left to run the remaining shards: " + ("; ".join(self.dead_reasons) or "unknown")
-                )
-            first, _ = ray.wait(waiting, num_returns=1, timeout=WAIT_NOTE_SECONDS)
-            if not first:
-                self._note_waiting()
-                continue
-            ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
-            seen = time.perf_counter()
-            # successes first: a later failure on the same actor then knows which shard was running
-            results: list[tuple[Any, Any, RayError | None]] = []
-            for ref in ready:
-                if ref in self.probes:
-                    self._probed(ref)
-                    continue
-                try:
-                    results.append((ref, ray.get(ref), None))
-                except RayError as error:
-                    results.append((ref, None, error))
-            for ref, result, error in sorted(results, key=lambda item: item[2] is not None):
-                if error is None:
-                    self._finished(ref, result, seen)
+        stop = signals.active()
+        quiet_since = time.monotonic()
+        try:
+            while self.queue or self.flights:
+                if stop.requested:
+                    self._stop_dispatching()
+                    if not self.flights or stop.abandon:
+                        break
                 else:
-                    self._failed(ref, error)
+                    self._dispatch()
+                waiting = list(self.flights) + ([] if stop.requested else list(self.probes))
+                if not waiting:
+                    raise ExecutorError(
+                        "no actor is left to run the remaining shards: " + ("; ".join(self.dead_reasons) or "unknown")
+                    )
+                # short waits, so that a stop request is seen at once
+                first, _ = ray.wait(waiting, num_returns=1, timeout=min(POLL_SECONDS, stop.remaining()))
+                if not first:
+                    if time.monotonic() - quiet_since > WAIT_NOTE_SECONDS:
+                        self._note_waiting()
+                        quiet_since = time.monotonic()
+                    continue
+                quiet_since = time.monotonic()
+                self._collect(waiting)
+        except signals.StopNow:
+            pass  # the grace period is over: what still runs is abandoned
+        if stop.requested:
+            self._record_stop()
         return self.attempts.outcome
+
+    def _collect(self, waiting: list[Any]) -> None:
+        ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+        seen = time.perf_counter()
+        # successes first: a later failure on the same actor then knows which shard was running
+        results: list[tuple[Any, Any, RayError | None]] = []
+        for ref in ready:
+            if ref in self.probes:
+                self._probed(ref)
+                continue
+            try:
+                results.append((ref, ray.get(ref), None))
+            except RayError as error:
+                results.append((ref, None, error))
+        for ref, result, error in sorted(results, key=lambda item: item[2] is not None):
+            if error is None:
+                self._finished(ref, result, seen)
+            else:
+                self._failed(ref, error)
+
+    # -- stopping (SIGTERM, SIGINT: engine.signals) -------------------------------------------------
+    def _stop_dispatching(self) -> None:
+        """No new shards; shards queued behind a running one on an actor are taken back (cancelled
+        before they start, costing no try); the running ones may finish within the grace period."""
+        self.not_started.update(task.shard for task in self.queue)
+        self.queue.clear()
+        for slot in self.slots:
+            for ref in list(slot.flights)[1:]:
+                flight = self.flights.pop(ref)
+                slot.flights.remove(ref)
+                self.attempts.forgive(flight.task)
+                self.not_started.add(flight.task.shard)
+                try:
+                    ray.cancel(ref)
+                except Exception:
+                    pass  # it may have started meanwhile: the actor is killed at the end anyway
+
+    def _record_stop(self) -> None:
+        self.attempts.outcome.details["stopped"] = {
+            "abandoned": sorted(flight.task.shard for flight in self.flights.values()),
+            "not_started": sorted(self.not_started),
+        }
 
     def _note_waiting(self) -> None:
         if not any(slot.healthy for slot in self.slots):
@@ -350,6 +402,7 @@ def make_ray_executor(address: str | None = None, runner_factory: RunnerFactory 
             return RunOutcome(details={"executor": "ray"})
         owns_session = not ray.is_initialized()
         embedded = connect(address)
+        signals.reinstall()  # ray.init's embedded node installs its own SIGTERM handler
         execution = RayExecution(state, progress, embedded, runner_factory)
         try:
             started = time.perf_counter()
@@ -371,7 +424,9 @@ def make_ray_executor(address: str | None = None, runner_factory: RunnerFactory 
             )
             return outcome
         finally:
-            execution.stop_actors()
+            # shards still running were abandoned: on a cluster this driver does not own, wait until
+            # their actors are gone before the driver removes what they left
+            execution.stop_actors(wait=bool(execution.flights) and not owns_session)
             if owns_session:
                 ray.shutdown()
 

@@ -32,7 +32,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .maps import decode_map
-from .reader import committed_files, committed_shards, failed_shards
+from .reader import committed_files, committed_shards, failed_shards, run_spec_hashes
 from .schema import (
     AGGREGATES, TableSchema, aggregate_names, aggregate_schema, check_version, metadata_version, table_names,
     table_schema,
@@ -229,8 +229,8 @@ def open_results(out: str) -> Results:
             f"(start it with `benchmark run JOB.yaml --out {out}`)"
         )
     check_version(manifest.get("schema_version"), store.display(MANIFEST), manifest.get("versions", {}).get("benchmark"))
-    spec_hash = manifest.get("spec_hash")
-    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == spec_hash}
+    hashes = run_spec_hashes(manifest)
+    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") in hashes}
     failed = {s: m for s, m in failed_shards(store).items() if s not in committed}
     return Results(store, manifest, committed, failed)
 

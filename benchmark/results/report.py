@@ -22,8 +22,7 @@ import pyarrow as pa
 from ..metrics.scores import AUC, label
 from .plots import PaperFigure
 from .query import Results
-
-REPORT = "report.html"
+from .store import REPORT
 MAX_ERROR_ROWS = 500
 
 STYLE = """

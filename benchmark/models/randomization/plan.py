@@ -135,6 +135,14 @@ def _boundary_groups(
             if matches >= limit:
                 break
     rest = [layers[i].name for i in walk[rest_start:]]
+    if limit == 0 and (max_boundaries is None or max_boundaries > 0):
+        below = [layers[i].name for i in walk[head_at + 1 :] if layers[i].kind == "weight"]
+        raise ValueError(
+            f"randomization.boundary: {boundary!r} matches none of the {len(below)} weight layers below the head "
+            f"'{head}' (they are named like {', '.join(below[:3])}, …, {', '.join(below[-2:])}), so no stage "
+            "would go deeper than the head; fix the pattern, or set randomization.max_boundaries: 0 to randomize "
+            "the head only"
+        )
     return groups, rest, total_matches, used
 
 
