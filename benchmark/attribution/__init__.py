@@ -18,6 +18,7 @@ from .base import (
     MethodNotSupported,
     Passes,
     build_method,
+    passes_per_state,
     register_method,
 )
 from .gradient import Gradient, GradientXInput, IntegratedGradients, SmoothGrad
@@ -44,6 +45,7 @@ __all__ = [
     "SmoothGrad",
     "build_method",
     "noise_maps",
+    "passes_per_state",
     "reduce_channels",
     "register_composite",
     "register_method",
