@@ -75,12 +75,13 @@ class SmoothMPRT(Experiment):
         for steps, images in tiles(self.spec.samples, count, self.chunk_size):
             points = self.cloud.points(steps, images)  # [k, n, C, H, W]: one block of copies, for every method
             k, n = points.shape[:2]
+            copies = points.flatten(0, 1)  # one tensor for all methods: gradient and gradient×input share its pass
             context = AttributionContext(
                 copy_keys(self.batch.image_ids, steps, images), state.context.seed, state.context.stage, self.chunk_size
             )
             targets = state.targets[images].repeat(k)
             for total, method in zip(totals, self.methods):
-                explained = method.attribute(self.model, points.flatten(0, 1), targets, context)
+                explained = method.attribute(self.model, copies, targets, context)
                 total[images] += reduce_channels(explained, method.reduction).view(k, n, height, width).sum(dim=0)
         return [total / self.spec.samples for total in totals]
 
