@@ -70,6 +70,8 @@ class RandomLogit(Experiment):
         self.rows.clear()
 
     def observe(self, state: ModelState) -> None:
+        if not state.trained:
+            return
         assert state.logits is not None
         other = other_classes(self.batch.image_ids, state.targets, state.logits.shape[1], self.spec.seed)
         context = AttributionContext(self.batch.image_ids, state.context.seed, 0, self.chunk_size, variant=VARIANT)
