@@ -145,3 +145,13 @@ def test_the_repaired_checks_passes_are_declared_and_counted(tmp_path) -> None:
     assert measured.expected.forward_backward == shared_maps + smprt + random_logit + invariant_mask + non_baseline
     assert measured.expected.forward_only == 1 + 6  # the trained forward, one per randomized state (sign flips)
     assert measured.recorded == measured.expected
+
+
+def test_the_quantus_comparison_times_mprt_alone() -> None:
+    from benchmark.bench.run import comparison_spec
+
+    spec = validate_job(REPAIRED_CHECKS)
+    comparison = comparison_spec(spec)
+    assert [m.name for m in comparison.methods] == ["gradient", "gradient_x_input"]
+    assert not comparison.section("smprt").enabled and not comparison.section("mprt_non_baseline").enabled
+    assert spec.section("smprt").enabled  # the job itself is untouched
