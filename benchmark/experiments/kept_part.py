@@ -18,9 +18,9 @@ randomized module starts first.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -41,14 +41,17 @@ class KeptEnd:
         return f"{self.module}:{self.side}"
 
 
-def first_to_run(model: ModelBundle, modules: Collection[str], image_size: int) -> str:
-    """The one of ``modules`` that starts first in a forward pass (of a blank image of ``image_size``)."""
-    wanted = set(modules)
-    order: list[str] = []
-    handles = []
-    for name, module in model.module.named_modules():
-        if name in wanted:
-            handles.append(module.register_forward_pre_hook(lambda m, args, name=name: order.append(name)))
+def start_order(model: ModelBundle, image_size: int) -> dict[str, int]:
+    """Module name -> when it first starts in a forward pass of a blank image of ``image_size`` (0 = first)."""
+    order: dict[str, int] = {}
+
+    def started(name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: object) -> None:  # returns nothing: the input stays as it is
+            order.setdefault(name, len(order))
+
+        return hook
+
+    handles = [module.register_forward_pre_hook(started(name)) for name, module in model.module.named_modules() if name]
     try:
         parameter = next(model.module.parameters())
         blank = torch.zeros(1, 3, image_size, image_size, device=parameter.device, dtype=parameter.dtype)
@@ -57,9 +60,15 @@ def first_to_run(model: ModelBundle, modules: Collection[str], image_size: int) 
     finally:
         for handle in handles:
             handle.remove()
-    if not order:
-        raise ValueError(f"none of the modules {sorted(wanted)[:4]} runs in a forward pass of {model.name}")
-    return order[0]
+    return order
+
+
+def first_to_run(modules: Collection[str], order: dict[str, int], model_name: str = "the model") -> str:
+    """The one of ``modules`` that starts first (``order`` from ``start_order``)."""
+    running = [name for name in modules if name in order]
+    if not running:
+        raise ValueError(f"none of the modules {sorted(modules)[:4]} runs in a forward pass of {model_name}")
+    return min(running, key=order.__getitem__)
 
 
 def kept_ends(model: ModelBundle, plan: RandomizationPlan, split_after: str | None, image_size: int) -> dict[int, KeptEnd]:
@@ -67,11 +76,6 @@ def kept_ends(model: ModelBundle, plan: RandomizationPlan, split_after: str | No
     if plan.mode == "split":
         assert split_after is not None
         return {stage.index: KeptEnd(split_after, "output") for stage in plan.stages}
-    ends: dict[int, KeptEnd] = {}
-    for stage in plan.stages:
-        ends[stage.index] = KeptEnd(first_to_run(model, plan.modules_at(stage.index), image_size), "input")
-    return ends
-
-
-def describe(ends: dict[int, KeptEnd]) -> dict[str, Any]:
-    return {str(stage): end.label for stage, end in ends.items()}
+    order = start_order(model, image_size)
+    return {stage.index: KeptEnd(first_to_run(plan.modules_at(stage.index), order, model.name), "input")
+            for stage in plan.stages}

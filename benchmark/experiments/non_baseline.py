@@ -7,7 +7,7 @@ assess whether the explanation of that non-baseline component has been randomize
 from the explanation what passes through the skip connections)".
 
 Per stage, the block is the residual block that contains the stage's first randomized module to run
-(``kept_part.first_to_run``; top-down: the block whose branch this stage begins to randomize, e.g.
+(``kept_part``; top-down: the block whose branch this stage begins to randomize, e.g.
 ``layer3.1`` for ``layer3.1.conv1``; the paper's Fig. 7: ``layer4.2`` for ``layer4.2.conv2``). The
 component is the LRP relevance that flows through that block's residual branch, its skip summand's
 share dropped at the block's sum (``skip_path``'s split, ``rules.SelectedSum``) — computed in the
@@ -29,7 +29,7 @@ from ..config.checks import NonBaselineSpec
 from ..metrics import MapComparer, PreparedReference, all_finite
 from .base import Experiment, Setup, register_experiment
 from .check_scores import ScoreRows, comparison_keys, comparison_reasons
-from .kept_part import first_to_run
+from .kept_part import first_to_run, start_order
 from .skip_path import RESIDUAL, branch_relevance, enclosing_block, residual_blocks
 from .state import Batch, ModelState
 
@@ -47,9 +47,9 @@ class NonBaselineMPRT(Experiment):
             raise ValueError(f"mprt_non_baseline: {setup.model.name} has no residual blocks, so no skip connection "
                              "carries a baseline component; its whole-map check is the randomization check itself")
         self.model, self.plan, self.chunk_size = setup.model, setup.plan, setup.chunk_size
-        crop = setup.spec.dataset.crop
+        order = start_order(setup.model, setup.spec.dataset.crop)
         self.blocks: dict[int, str | None] = {
-            stage.index: enclosing_block(first_to_run(setup.model, setup.plan.modules_at(stage.index), crop), blocks)
+            stage.index: enclosing_block(first_to_run(setup.plan.modules_at(stage.index), order, setup.model.name), blocks)
             for stage in setup.plan.stages
         }
         self.seeds = len(setup.spec.randomization.seeds)

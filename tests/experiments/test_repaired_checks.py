@@ -22,7 +22,7 @@ from benchmark.experiments.check_scores import NON_FINITE, REASONS, ZERO_ENTROPY
 from benchmark.experiments.efficient_mprt import EfficientMPRT, entropy_change
 from benchmark.experiments.invariant_mask import InvariantMaskMPRT, relevance_mask
 from benchmark.experiments.kept_features import layer_relevance
-from benchmark.experiments.kept_part import first_to_run, kept_ends
+from benchmark.experiments.kept_part import first_to_run, kept_ends, start_order
 from benchmark.experiments.non_baseline import NonBaselineMPRT
 from benchmark.experiments.random_logit import RandomLogit, other_classes
 from benchmark.experiments.randomization_check import RandomizationCheck
@@ -247,7 +247,10 @@ def test_where_the_kept_part_ends_per_stage(resnet18) -> None:
     ends = kept_ends(resnet18, plan, None, 32)
     assert {stage: end.label for stage, end in ends.items()} == {
         1: "fc:input", 2: "layer4.1.conv1:input", 3: "layer4.0.conv1:input"}  # conv1 runs before the downsample
-    assert first_to_run(resnet18, ["layer4.0.downsample.0", "layer4.0.conv2", "layer4.0.conv1"], 32) == "layer4.0.conv1"
+    order = start_order(resnet18, 32)
+    assert first_to_run(["layer4.0.downsample.0", "layer4.0.conv2", "layer4.0.conv1"], order) == "layer4.0.conv1"
+    with pytest.raises(ValueError, match="none of the modules"):
+        first_to_run(["no.such.module"], order)
     split = build_plan(resnet18.module, mode="split", head="fc", boundary=r"\.conv1$", every=1, max_boundaries=None,
                        split_after="layer3")
     assert kept_ends(resnet18, split, "layer3", 32)[1].label == "layer3:output"
