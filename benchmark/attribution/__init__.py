@@ -21,6 +21,7 @@ from .base import (
     MethodNotSupported,
     Passes,
     build_method,
+    passes_per_state,
     register_method,
     register_method_scheme,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "SmoothGrad",
     "build_method",
     "noise_maps",
+    "passes_per_state",
     "reduce_channels",
     "register_composite",
     "register_method",

@@ -49,6 +49,9 @@ class AttributionContext:
     chunk_size: int = 64  # most inputs in one forward/backward pass
     cache: dict[str, Any] = field(default_factory=dict)
     reuse: StageReuse | None = None  # the batch's recorded trained forward, seen from this stage (``reuse``)
+    # Another explanation of the same images in the same model state that must not share the per-request
+    # randomness of the first (the random-logit test's other class): the noise baseline draws afresh for it.
+    variant: str | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -71,6 +74,24 @@ class Passes:
     forward: int
     backward: int
     shared: str | None = None
+
+
+def passes_per_state(methods: "list[AttributionMethod]") -> int:
+    """Forward+backward passes per image to explain one model state with every method whose passes are
+    known in advance (passes that methods share, like the input gradient of gradient and
+    gradient×input, counted once)."""
+    shared: set[str] = set()
+    total = 0
+    for method in methods:
+        passes = method.passes()
+        if passes is None:  # not known in advance (bench.accounting.uncounted lists them)
+            continue
+        if passes.shared is not None:
+            if passes.shared in shared:
+                continue
+            shared.add(passes.shared)
+        total += passes.backward
+    return total
 
 
 # The method whose backward rules are registered on the model right now (None: plain autograd).
@@ -225,6 +246,7 @@ __all__ = [
     "build_method",
     "method_class",
     "method_spec_type",
+    "passes_per_state",
     "reduce_channels",
     "register_method",
     "register_method_scheme",

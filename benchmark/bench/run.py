@@ -44,7 +44,7 @@ def comparison_spec(spec: JobSpec) -> JobSpec | None:
     methods = [m for m in spec.methods if m.name in QUANTUS_METHODS and m.label is None]
     if not methods:
         return None
-    return spec.model_copy(
+    comparison = spec.model_copy(
         update={
             "methods": methods,
             # the similarity Quantus' MPRT is run with (quantus_mprt.py: its ssim), on max-abs normalized maps
@@ -52,6 +52,9 @@ def comparison_spec(spec: JobSpec) -> JobSpec | None:
             "occlusion": spec.occlusion.model_copy(update={"enabled": False}),
         }
     )
+    # MPRT only: the job's other registered experiments (the repaired checks, ...) are left out
+    comparison.__pydantic_extra__ = {}
+    return comparison
 
 
 def _images_and_targets(measurement: PipelineMeasurement, spec: JobSpec) -> tuple[torch.Tensor, torch.Tensor]:

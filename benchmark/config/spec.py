@@ -687,6 +687,11 @@ class ExperimentSection(StrictModel):
 
     enabled: bool = False
 
+    def check_job(self, spec: "JobSpec") -> list[tuple[str, str]]:
+        """What this section needs of the rest of the job, as (key in the section or '', problem) pairs;
+        reported with the job's other validation errors (key path ``<section>.<key>``)."""
+        return []
+
 
 # Spec sections of experiments registered by code (``benchmark.experiments.register_experiment``),
 # beyond the paper's, which ``JobSpec`` declares itself. A job may name any of them; absent, its
@@ -789,6 +794,10 @@ class JobSpec(StrictModel):
             spec = handler(data)
         except ValidationError as error:
             raise ValidationError.from_exception_data(cls.__name__, _error_details(error) + errors) from None
+        for key, section in sections.items():
+            for where, problem in section.check_job(spec) if isinstance(section, ExperimentSection) else ():
+                errors.append(InitErrorDetails(type="value_error", loc=(key, where) if where else (key,),
+                                               input=data.get(key), ctx={"error": ValueError(problem)}))
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         if spec.__pydantic_extra__:
