@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..attribution import AttributionMethod
+from ..attribution import AttributionMethod, passes_per_state
 from ..attribution.base import ACTIVE_RULES
 from ..attribution.reuse import REPLAYED
 from ..config.spec import JobSpec
@@ -34,18 +34,10 @@ class PassCount:
         return self.forward_backward + self.forward_only
 
 
-def passes_per_state(methods: list[AttributionMethod]) -> int:
-    """Forward+backward passes per image to explain one model state with every method."""
-    shared: set[str] = set()
-    total = 0
-    for method in methods:
-        passes = method.passes()
-        if passes.shared is not None:
-            if passes.shared in shared:
-                continue
-            shared.add(passes.shared)
-        total += passes.backward
-    return total
+def uncounted(methods: list[AttributionMethod]) -> list[str]:
+    """Methods whose passes are not known in advance (Captum classes outside ``CAPTUM_PASSES``, callables
+    that declare none): the expected count leaves them out, the recorded count has them."""
+    return [method.id for method in methods if method.passes() is None]
 
 
 def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
@@ -63,9 +55,10 @@ def expected_passes(evaluator: BatchEvaluator) -> PassCount:
     experiments ask of each state (once per state, however many ask), and the experiments' own passes."""
     walk, experiments = evaluator.walk, evaluator.experiments
     randomized_states = walk.states_per_batch - 1
-    trained = passes_per_state(_union([e.explains() for e in experiments]))
-    randomized = passes_per_state(_union([e.explains() for e in evaluator.randomized_observers]))
-    backward = trained + randomized_states * randomized
+    backward = passes_per_state(_union([e.explains_at(0) for e in experiments]))
+    for stage in walk.plan.stages if walk.randomized else ():
+        asked = _union([e.explains_at(stage.index) for e in evaluator.randomized_observers])
+        backward += len(walk.seeds) * passes_per_state(asked)
     forward = 1 + (randomized_states if walk.stage_forward else 0)
     for experiment in experiments:
         observed = walk.states_per_batch if experiment in evaluator.randomized_observers else 1

@@ -55,7 +55,9 @@ def loop_spec(spec: JobSpec) -> JobSpec | None:
         if section is not None and getattr(section, "enabled", False):
             update[name] = section.model_copy(update={"enabled": False})
     update["runtime"] = spec.runtime.model_copy(update={"save_maps": 0})
-    return spec.model_copy(update=update)
+    job = spec.model_copy(update=update)
+    job.__pydantic_extra__ = {}  # the job's registered experiments (the repaired checks, ...) are not the loop's
+    return job
 
 
 @dataclass

@@ -26,6 +26,7 @@ from ..data.loader import ImageBatch, prefetch_batches
 from ..experiments.targets import reference_targets
 from ..models.threads import intra_op_threads
 from ..results import OutputStore, read_table
+from .accounting import uncounted
 from .bare import bare_seconds
 from .pipeline import PipelineMeasurement, measure_pipeline
 from .plain_loop import PlainLoop, compare_outputs, loop_spec
@@ -50,7 +51,7 @@ def comparison_spec(spec: JobSpec) -> JobSpec | None:
     methods = [m for m in spec.methods if m.name in QUANTUS_METHODS and m.label is None]
     if not methods:
         return None
-    return spec.model_copy(
+    comparison = spec.model_copy(
         update={
             "methods": methods,
             # the similarity Quantus' MPRT is run with (quantus_mprt.py: its ssim), on max-abs normalized maps
@@ -58,6 +59,9 @@ def comparison_spec(spec: JobSpec) -> JobSpec | None:
             "occlusion": spec.occlusion.model_copy(update={"enabled": False}),
         }
     )
+    # MPRT only: the job's other registered experiments (the repaired checks, ...) are left out
+    comparison.__pydantic_extra__ = {}
+    return comparison
 
 
 def job_images(measurement: PipelineMeasurement, spec: JobSpec) -> ImageBatch:
@@ -141,6 +145,7 @@ def _pipeline_figures(spec: JobSpec, full: PipelineMeasurement, repeats: int) ->
         },
         "passes_per_image_expected": {"forward_backward": full.expected.forward_backward, "forward": full.expected.forward_only},
         "passes_per_image_recorded": {"forward_backward": recorded.forward_backward, "forward": recorded.forward_only},
+        "methods_not_counted_in_advance": uncounted(methods),
         "backward_passes_per_image_by_rules": full.backward_passes_by_rules(),
         "replayed_passes_per_image": full.replayed_passes(),
         "pipeline_seconds": full.seconds,
@@ -253,7 +258,9 @@ def format_report(report: dict[str, Any]) -> str:
         ("randomizations per batch", f"{report['randomizations_per_batch']:g} (one per randomized model state, "
                                      f"{report['batches']} batches)"),
         ("methods", ", ".join(report["methods"])),
-        ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])),
+        ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])
+         + (f" (without {', '.join(report['methods_not_counted_in_advance'])}: passes not known in advance)"
+            if report.get("methods_not_counted_in_advance") else "")),
         ("passes per image (recorded)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_recorded"])),
         ("bottom forward reused", f"in {report['replayed_passes_per_image']} of the fwd+bwd passes per image"),
         ("pipeline time", f"{report['pipeline_seconds']:.2f} s (the execution probe not included: "

@@ -86,6 +86,12 @@ class Experiment(ABC):
         """The job's methods whose maps it asks of every state it observes (shared with the others)."""
         return []
 
+    def explains_at(self, stage: int) -> list[AttributionMethod]:
+        """The methods whose maps it asks of the states of plan stage ``stage`` (0: the trained model);
+        by default ``explains()`` at every stage. An experiment that looks at some stages' maps only
+        (eMPRT: the trained and the last) says so here, so that ``benchmark bench`` counts right."""
+        return self.explains()
+
     def own_passes(self, states: int) -> Passes:
         """Model passes per image it runs itself in a batch where it observes ``states`` states:
         ``forward`` forward-only, ``backward`` forward+backward (default: none)."""

@@ -14,6 +14,7 @@ method's explanation of the model output: of the trained model (stage 0, seed nu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -32,11 +33,14 @@ from .maps import MapRows
 from .state import Batch, ModelState
 
 
-def layer_relevance(model: ModelBundle, method: LRP, inputs: Tensor, layer: str, chunk_size: int) -> Tensor:
-    """Input relevance [N, C, H, W] of the sum of ``layer``'s output activations under ``method``'s rules.
+def layer_relevance(
+    model: ModelBundle, method: LRP, inputs: Tensor, layer: str, chunk_size: int, side: Literal["output", "input"] = "output"
+) -> Tensor:
+    """Input relevance [N, C, H, W] of the sum of ``layer``'s output (or input) activations under ``method``'s rules.
 
     One forward and one backward pass per chunk, with the method's composite registered: the
-    output of ``layer`` is captured in the forward pass and seeded with itself.
+    output of ``layer`` (``side='input'``: the tensor it receives, i.e. what the modules below it
+    hand up) is captured in the forward pass and seeded with itself.
     """
     module = dict(model.module.named_modules())[layer]
     result = torch.zeros_like(inputs)
@@ -44,8 +48,12 @@ def layer_relevance(model: ModelBundle, method: LRP, inputs: Tensor, layer: str,
         captured: list[Tensor] = []
         composite = build_composite(method.spec, model, inputs)
         with composite.context(model.module), torch.inference_mode(False), torch.enable_grad():
-            # registered after the composite's hooks, so it sees the output they attached to
-            handle = module.register_forward_hook(lambda m, i, output: captured.append(output))
+            if side == "output":
+                # registered after the composite's hooks, so it sees the output they attached to
+                handle = module.register_forward_hook(lambda m, i, output: captured.append(output))
+            else:
+                # before the composite's hooks on the module, so it sees the tensor as the modules below made it
+                handle = module.register_forward_pre_hook(lambda m, args: captured.append(args[0]), prepend=True)
             try:
                 x = inputs[images].detach().clone().requires_grad_(True)
                 model.module(x)

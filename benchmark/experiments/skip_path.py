@@ -63,6 +63,38 @@ def residual_sum(model: ModelBundle, block: str) -> str:
     return name
 
 
+def residual_blocks(model: ModelBundle) -> set[str]:
+    """The blocks whose residual sum the model's canonizer exposes as ``<block>.canonizer_sum`` (ResNet
+    blocks; EfficientNet blocks with an identity skip); empty for models without skip connections."""
+    if model.family not in CANONIZERS:
+        return set()
+    composite = Composite(canonizers=CANONIZERS[model.family]())
+    with composite.context(model.module):
+        names = [name for name, _ in model.module.named_modules()]
+    modules = dict(model.module.named_modules())
+    blocks = {name.removesuffix(".canonizer_sum") for name in names if name.endswith(".canonizer_sum")}
+    return {block for block in blocks if model.family != "efficientnet" or has_identity_skip(modules[block])}
+
+
+def enclosing_block(module: str, blocks: set[str]) -> str | None:
+    """The innermost of ``blocks`` that contains ``module`` (by name), or None."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in blocks:
+            return ".".join(parts[:end])
+    return None
+
+
+def branch_relevance(
+    model: ModelBundle, method: LRP, sum_name: str, index: int, inputs: Tensor, targets: Tensor, chunk_size: int
+) -> Tensor:
+    """Input relevance [N, C, H, W] of ``method`` that flows through summand ``index`` (SKIP or RESIDUAL) of
+    the residual sum ``sum_name`` only: one backward pass per chunk, the other summand's share dropped."""
+    composite = select_summand(build_composite(method.spec, model, inputs), sum_name, index)
+    with composite.context(model.module):
+        return path_gradient(model.module, AtInput(inputs), targets, chunk_size, output=method.spec.output_relevance)
+
+
 def select_summand(composite: Composite, sum_name: str, index: int) -> Composite:
     """The composite with the rule of ``sum_name`` replaced by ``SelectedSum(index)`` (in place)."""
     base = composite.module_map
@@ -135,13 +167,10 @@ class SkipPathDecomposition(Experiment):
 
     def components(self, method: LRP, inputs: Tensor, targets: Tensor) -> Tensor:
         """Input relevance through the skip and through the residual branch, [2, N, C, H, W]."""
-        parts = []
-        for index in (SKIP, RESIDUAL):
-            composite = select_summand(build_composite(method.spec, self.model, inputs), self.sum_name, index)
-            output = method.spec.output_relevance
-            with composite.context(self.model.module):
-                parts.append(path_gradient(self.model.module, AtInput(inputs), targets, self.chunk_size, output=output))
-        return torch.stack(parts)
+        return torch.stack([
+            branch_relevance(self.model, method, self.sum_name, index, inputs, targets, self.chunk_size)
+            for index in (SKIP, RESIDUAL)
+        ])
 
     def _state(self, inputs: Tensor, targets: Tensor, seed: int | None, stage: int, reference: list | None):
         relevance, ssim, spearman, prepared = [], [], [], []

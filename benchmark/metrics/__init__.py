@@ -23,6 +23,8 @@ from benchmark.config.spec import MetricsSpec
 from benchmark.metrics.base import HEADLINE, METRICS, Metric, NoiseBound, default_metrics, metric, register_metric, unregister_metric
 from benchmark.metrics.bounds import mse_noise_bound, ssim_noise_bound
 from benchmark.metrics.distances import mse
+from benchmark.metrics.entropy import BIN_RULES, ENTROPY_CHANGE, HistogramBins, histogram_entropy
+from benchmark.metrics.masked import masked_normalize
 from benchmark.metrics.normalize import NORMALIZATIONS, check_maps, normalize_maps
 from benchmark.metrics.ranks import average_ranks, spearman
 from benchmark.metrics.scores import SCORES, Score, register_score, score
@@ -30,7 +32,10 @@ from benchmark.metrics.similarities import MSE, SSIM, Spearman
 from benchmark.metrics.ssim import SSIMWindow, resolve_data_range, ssim
 
 __all__ = [
+    "BIN_RULES",
+    "ENTROPY_CHANGE",
     "HEADLINE",
+    "HistogramBins",
     "METRICS",
     "SCORES",
     "ComparisonKey",
@@ -45,6 +50,7 @@ __all__ = [
     "Spearman",
     "average_ranks",
     "default_metrics",
+    "histogram_entropy",
     "metric",
     "mse",
     "mse_noise_bound",
@@ -151,6 +157,24 @@ class MapComparer:
         values, bounds = torch.stack([v for v, _ in pairs]), torch.stack([b for _, b in pairs])
         finite = prepared.finite & all_finite(other)
         return values.where(finite, nan), bounds.where(finite, nan)
+
+    def compare_masked(self, reference: Tensor, other: Tensor, mask: Tensor) -> Tensor:
+        """Values [K, N] of ``other`` against ``reference`` (maps [N, H, W], neither prepared) on the pixels
+        of ``mask`` only: |.|, the normalization's statistic over the mask, then each metric's masked
+        version (``metrics.masked``); NaN for a pair holding NaN or inf, or where the mask leaves nothing
+        to compare. Refuses a metric without a masked version."""
+        reference, other = self._cast(reference), self._cast(other)
+        unmasked = [name for name, m in self.metrics.items() if not m.masked]
+        if unmasked:
+            raise ValueError(f"no masked version of the metric(s) {', '.join(unmasked)} (Metric.compare_masked)")
+        nan = other.new_full((other.shape[0],), float("nan"))
+        results: dict[tuple[bool, str], dict[str, Tensor]] = {}
+        for absolute, normalization in self._variants:
+            a = masked_normalize(reference.abs() if absolute else reference, mask, normalization)
+            b = masked_normalize(other.abs() if absolute else other, mask, normalization)
+            results[(absolute, normalization)] = {name: m.compare_masked(a, b, mask) for name, m in self.metrics.items()}
+        values = torch.stack([results[(k.absolute, k.normalization)][k.metric] for k in self.keys])
+        return values.where(all_finite(reference) & all_finite(other), nan)
 
     def settings(self) -> dict[str, object]:
         """Every setting that shapes the numbers, for the run's metadata (JSON-serializable)."""

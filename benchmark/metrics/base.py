@@ -59,6 +59,16 @@ class Metric(Score):
         """Values [N] of ``maps`` against the prepared reference, and the noise bound [N] (None: none)."""
         raise NotImplementedError(f"metric '{self.name}' does not implement compare")
 
+    def compare_masked(self, reference: Tensor, maps: Tensor, mask: Tensor) -> Tensor:
+        """Values [N] of ``maps`` against ``reference`` on the pixels of ``mask`` [N, H, W] (bool) only
+        (``benchmark.metrics.masked``; the maps are already normalized over the mask)."""
+        raise NotImplementedError(f"metric '{self.name}' has no masked version (Metric.compare_masked)")
+
+    @property
+    def masked(self) -> bool:
+        """Whether the metric can compare maps on a mask of pixels (``compare_masked``)."""
+        return type(self).compare_masked is not Metric.compare_masked
+
     def settings(self) -> dict[str, object]:
         """The settings that shape its numbers, for the run's metadata (JSON-serializable)."""
         return {}

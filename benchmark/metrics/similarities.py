@@ -14,6 +14,7 @@ from torch import Tensor
 from .base import Metric, NoiseBound, register_metric
 from .bounds import MapMoments, map_moments, mse_bound_from_moments, ssim_bound_from_stats
 from .distances import mse
+from .masked import masked_mse, masked_spearman, masked_ssim
 from .ranks import RankProfile, rank_profile, spearman_from_profiles
 from .ssim import DataRange, LocalStats, SSIMWindow, local_stats, pair_stats, resolve_data_range, ssim_from_stats
 
@@ -46,6 +47,9 @@ class SSIM(Metric):
             ssim_bound_from_stats(stats.a, stats.b, data_range, self.k2),
         )
 
+    def compare_masked(self, reference: Tensor, maps: Tensor, mask: Tensor) -> Tensor:
+        return masked_ssim(reference, maps, mask, self.window, self.data_range, self.k1, self.k2)
+
     def settings(self) -> dict[str, object]:
         return {
             "reference": "skimage.metrics.structural_similarity (2-D, mean over cropped windows)",
@@ -67,6 +71,9 @@ class MSE(Metric):
     def compare(self, reference: Tensor, prepared: MapMoments, maps: Tensor) -> tuple[Tensor, Tensor]:
         return mse(reference, maps), mse_bound_from_moments(prepared, map_moments(maps))
 
+    def compare_masked(self, reference: Tensor, maps: Tensor, mask: Tensor) -> Tensor:
+        return masked_mse(reference, maps, mask)
+
     def settings(self) -> dict[str, object]:
         return {"reduction": "mean over pixels"}
 
@@ -80,6 +87,9 @@ class Spearman(Metric):
 
     def compare(self, reference: Tensor, prepared: RankProfile, maps: Tensor) -> tuple[Tensor, None]:
         return spearman_from_profiles(prepared, rank_profile(maps)), None
+
+    def compare_masked(self, reference: Tensor, maps: Tensor, mask: Tensor) -> Tensor:
+        return masked_spearman(reference, maps, mask)
 
     def settings(self) -> dict[str, object]:
         return {"ties": "average", "constant_map": "nan", "reference": "scipy.stats.spearmanr"}

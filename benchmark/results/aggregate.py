@@ -11,7 +11,10 @@ Written to ``<out>/aggregates/<name>.parquet`` (and ``.csv``), each against its 
 - ``rankings`` and ``rank_agreement``: methods ranked by the randomization check (per stage and
   over all stages) and by occlusion faithfulness, and Kendall's tau between the two: the paper's
   gap as one number (``headline``);
-- ``activation_stats`` and ``logit_stats`` when those tables have rows.
+- ``activation_stats`` and ``logit_stats`` when those tables have rows;
+- ``check_stats``: the repaired checks of ``check_scores`` (sMPRT, eMPRT, random logit, the paper's
+  §5 refinements) per check, score, method, variant and stage, with each score's direction;
+- ``sign_flip_stats``: the fraction of image × seed pairs whose explained logit changed sign, per stage.
 
 Steps run in order and each sees the tables of the earlier ones (rankings need the stats), so
 another experiment adds its aggregate by appending a step to ``STEPS``.
@@ -269,7 +272,61 @@ def overtaking_step(context: Context) -> dict[str, pd.DataFrame]:
     return {"overtaking": frame}
 
 
-STEPS: list[Step] = [randomization_step, occlusion_step, ranking_step, activation_step, overtaking_step, logit_step]
+def check_step(context: Context) -> dict[str, pd.DataFrame]:
+    """The repaired checks (table ``check_scores``): statistics over images per check variant and stage,
+    with the score's direction from the registry (the agreement with faithfulness builds on these)."""
+    if not context.results.count("check_scores"):
+        return {}
+    keys = ["score", "method", "reduction", "normalization", "absolute", "mode", "stage"]
+    pieces = []
+    for chunk in context.chunks("check_scores", ["model", "dataset", "check"], "repaired checks"):
+        where, params = _where(chunk)
+        # null keys (normalization of emprt, mode/stage of random_logit) through sentinels: pandas drops NaN groups
+        frame = context.results.sql(
+            f"""SELECT score, method, reduction, coalesce(normalization, '') AS normalization, absolute,
+                       coalesce(mode, '') AS mode, coalesce(stage, -1) AS stage, image_id,
+                       avg(value) FILTER (WHERE NOT isnan(value)) AS value, avg(bound) AS bound,
+                       avg(coverage) AS coverage, count(DISTINCT seed) AS seeds, any_value(layer) AS layer
+                FROM check_scores WHERE {where} GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        extra = frame.groupby(keys).agg(seeds=("seeds", "max"), bound_mean=("bound", "mean"),
+                                        coverage_mean=("coverage", "mean"), layer=("layer", "first")).reset_index()
+        pieces.append(stats.merge(extra, on=keys).assign(**chunk))
+    stats = pd.concat(pieces, ignore_index=True)
+    stats["normalization"] = stats["normalization"].replace("", None)
+    stats["mode"] = stats["mode"].replace("", None)
+    stats["stage"] = stats["stage"].astype(object).where(stats["stage"] >= 0, None)
+    stats["better"] = stats["score"].map(lambda name: SCORES[name].better if name in SCORES else None)
+    return {"check_stats": stats}
+
+
+def sign_flip_step(context: Context) -> dict[str, pd.DataFrame]:
+    """How often the explained logit changed sign, per stage (table ``target_logits``)."""
+    if not context.results.count("target_logits"):
+        return {}
+    keys = ["mode", "stage"]
+    pieces = []
+    for chunk in context.chunks("target_logits", ["model", "dataset"], "sign flips"):
+        where, params = _where(chunk)
+        frame = context.results.sql(
+            f"""SELECT mode, stage, image_id, avg(flipped::DOUBLE) AS value, count(DISTINCT seed) AS seeds,
+                       count(*) AS pairs, count(*) FILTER (WHERE flipped) AS flipped
+                FROM target_logits WHERE {where} GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        extra = frame.groupby(keys).agg(seeds=("seeds", "max"), pairs=("pairs", "sum"), flipped=("flipped", "sum")).reset_index()
+        pieces.append(stats.merge(extra, on=keys).assign(**chunk))
+    stats = pd.concat(pieces, ignore_index=True)
+    plan = {s["stage"]: s["modules"] for s in context.results.manifest.get("randomization_plan", {}).get("stages", [])}
+    stats["layers"] = stats["stage"].map(lambda stage: plan.get(int(stage)))
+    return {"sign_flip_stats": stats}
+
+
+STEPS: list[Step] = [randomization_step, occlusion_step, ranking_step, activation_step, overtaking_step, logit_step,
+                     check_step, sign_flip_step]
 
 
 # -- running, writing, reading -------------------------------------------------------------------

@@ -22,8 +22,7 @@ import pyarrow as pa
 from ..metrics.scores import AUC, label
 from .plots import PaperFigure
 from .query import Results
-
-REPORT = "report.html"
+from .store import REPORT
 MAX_ERROR_ROWS = 500
 
 STYLE = """
@@ -87,6 +86,7 @@ def build_report(
     parts += _section("The gap: randomization check vs. faithfulness", _gap(aggregates))
     parts += _section("Method rankings", _rankings(aggregates))
     parts += _section("Figures", _figures(figures))
+    parts += _section("Sign flips of the explained logit", _sign_flips(aggregates))
     parts += _section("Aggregate tables", _aggregate_tables(aggregates))
     parts += _section("Errors", _errors(results))
     parts += _section("Manifest", [f"<details><summary>manifest.json</summary><pre>{_e(json.dumps(manifest, indent=2, default=str))}</pre></details>"])
@@ -222,6 +222,22 @@ def _figures(figures: list[PaperFigure]) -> list[str]:
             f"<figcaption><b>{_e(figure.title)}.</b> {_e(figure.caption)} <code>{_e(files)}</code></figcaption></figure>"
         )
     return body
+
+
+def _sign_flips(aggregates: dict[str, pa.Table]) -> list[str]:
+    """Next to the randomization curves: how often the randomized model's explained logit changed sign."""
+    flips = aggregates.get("sign_flip_stats")
+    if flips is None:
+        return ["<p>No randomized states.</p>"]
+    frame = flips.to_pandas()
+    frame["layers"] = frame["layers"].map(lambda modules: ", ".join(modules[:3]) + (" …" if len(modules) > 3 else "")
+                                          if modules is not None else "—")
+    shown = frame[["model", "dataset", "mode", "stage", "layers", "mean", "ci_low", "ci_high", "pairs", "flipped"]]
+    return ["<p>Fraction of image × seed pairs whose explained logit has the opposite sign of the trained model's "
+            "(mean over images, 95 % bootstrap CI). A map seeded with the logit (LRP with <code>output_relevance: "
+            "logit</code>; gradient × input on bias-free ReLU networks) flips its sign with it, and a signed similarity "
+            "reads the flip as a changed explanation (docs/lrp-seeding.md).</p>",
+            _table(shown.rename(columns={"mean": "fraction flipped"}))]
 
 
 def _aggregate_tables(aggregates: dict[str, pa.Table]) -> list[str]:

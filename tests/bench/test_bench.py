@@ -193,3 +193,45 @@ def test_cli_grid(tmp_path, capsys) -> None:
     assert cell["best"] in grid and cell["default_over_best"] == pytest.approx(
         cell["median_seconds"]["default"] / cell["median_seconds"][cell["best"]])
     assert cell["default_label"] == "8/channels_last"  # TINY pins chunk and layout: the default is a grid point
+
+
+# The repaired checks: sMPRT's copies, the random-logit test's other class, the §5 refinements' own passes.
+REPAIRED_CHECKS = {
+    **TINY,
+    "methods": [
+        {"name": "gradient"}, {"name": "gradient_x_input"}, {"name": "integrated_gradients", "steps": 3},
+        {"name": "lrp", "composite": "epsilon_plus_flat"}, {"name": "noise"},
+    ],
+    "randomization": {"seeds": [0, 1], "max_boundaries": 2},
+    "occlusion": {"enabled": False},
+    "smprt": {"enabled": True, "samples": 3},
+    "emprt": {"enabled": True},
+    "random_logit": {"enabled": True},
+    "mprt_invariant_mask": {"enabled": True},
+    "mprt_non_baseline": {"enabled": True},
+}
+
+
+def test_the_repaired_checks_passes_are_declared_and_counted(tmp_path) -> None:
+    measured = measure_pipeline(validate_job(REPAIRED_CHECKS), str(tmp_path / "out"))
+    states = 1 + 2 * 3  # trained + 2 seeds x 3 stages (fc, layer4.2.conv1, layer4.1.conv1)
+    assert measured.states == states and measured.randomizations_per_batch == 6
+    per_state = 1 + 3 + 1  # gradient (shared with x input), IG 3, LRP; noise none
+    shared_maps = states * per_state  # the randomization check's maps; eMPRT reads the same ones
+    smprt = 3 * per_state * states  # 3 copies of every image through every method in every state
+    random_logit = per_state  # every method's map of the other class, trained model only
+    invariant_mask = 3  # the kept part's explanation at fc's, layer4.2.conv1's and layer4.1.conv1's input
+    non_baseline = 1 * (2 + 2 * 2)  # the LRP method's residual branch: trained at 2 blocks, 2 seeds x 2 stages
+    assert measured.expected.forward_backward == shared_maps + smprt + random_logit + invariant_mask + non_baseline
+    assert measured.expected.forward_only == 1 + 6  # the trained forward, one per randomized state (sign flips)
+    assert measured.recorded == measured.expected
+
+
+def test_the_quantus_comparison_times_mprt_alone() -> None:
+    from benchmark.bench.run import comparison_spec
+
+    spec = validate_job(REPAIRED_CHECKS)
+    comparison = comparison_spec(spec)
+    assert [m.name for m in comparison.methods] == ["gradient", "gradient_x_input"]
+    assert not comparison.section("smprt").enabled and not comparison.section("mprt_non_baseline").enabled
+    assert spec.section("smprt").enabled  # the job itself is untouched

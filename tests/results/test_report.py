@@ -49,8 +49,11 @@ def test_report_sections(report) -> None:
     out, html = report
     results = open_results(str(out))
     for heading in ("Run", "The gap: randomization check vs. faithfulness", "Method rankings", "Figures",
-                    "Aggregate tables", "Errors", "Manifest"):
+                    "Sign flips of the explained logit", "Aggregate tables", "Errors", "Manifest"):
         assert f"<h2>{heading}</h2>" in html
+    flips = results.aggregate("sign_flip_stats").to_pandas()
+    assert "fraction flipped" in html and len(flips) == 2  # one row per stage, right after the figures
+    assert html.index("Sign flips of the explained logit") > html.index("<h2>Figures</h2>")
     assert results.manifest["run_id"] in html and results.manifest["spec_hash"] in html
     assert "Kendall&#x27;s τ = " in html and "occlusion faithfulness (auc, kernel 8)" in html
     assert "randomization_stats" in html and "occlusion_scores" in html
