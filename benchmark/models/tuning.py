@@ -169,11 +169,14 @@ class Tuner:
         return replace(base, **changes) if changes else base
 
     def _affordable(self, point: Point) -> bool:
-        """Whether measuring ``point`` fits the remaining budget, judged from a smaller measured size."""
+        """Whether measuring ``point`` fits the remaining budget, judged from a smaller measured size.
+        The first measurement of a kind in each layout is always made: a budget spent on one layout
+        (a slow machine, a heavy model) must not leave the other out of the comparison."""
         known = [v for p, v in self.times.items() if p.kind == point.kind and p.replay == point.replay
                  and p.record == point.record]
-        if not known:
-            return True  # the first measurement of a kind is always made
+        if not any(p.kind == point.kind and p.channels_last == point.channels_last and p.replay == point.replay
+                   and p.record == point.record for p in self.times):
+            return True
         cost = 2 * point.size * min(known)  # about a warm-up and a timed call
         return self.clock() - self.started + cost <= self.budget
 

@@ -80,6 +80,20 @@ def test_what_does_not_fit_the_budget_is_not_measured_and_the_last_size_stands_i
     assert result.predicted["32/channels_last"] == result.predicted["16/channels_last"]
 
 
+def test_a_spent_budget_still_measures_each_kind_in_both_layouts() -> None:
+    """The budget runs out on the first layout's passes: the other layout is still measured at the
+    smallest chunk (and wins here), rather than dropped from the comparison."""
+    rules = PassKind("lrp", True, per_image=5, images=4)
+    stream = PassKind("forward", False, per_image=100, images=1, steps=400)
+    table = {"lrp": {4: 2.0}, "forward": {8: 0.10, 16: 0.08, 32: 0.07, 64: 0.09}}
+    timer = FakeTimer(lambda p: table[p.kind][p.size] * (1.5 if p.channels_last else 1))
+    result = tune([rules, stream], timer, budget=1, keys=("chunk_size", "channels_last"))
+    assert {(p.kind, p.size, p.channels_last) for p in timer.points} == {
+        ("lrp", 4, True), ("forward", 8, True), ("lrp", 4, False), ("forward", 8, False)}
+    assert (result.settings.chunk_size, result.settings.channels_last) == (8, False)
+    assert result.predicted["8/contiguous"] == pytest.approx(5 * 2.0 + 100 * 0.10)
+
+
 def test_explicit_values_are_never_probed() -> None:
     timer = FakeTimer(by_layout({8: 1.0, 16: 0.1, 32: 0.1, 64: 0.1}, {8: 0.1, 16: 0.1, 32: 0.1, 64: 0.1}))
     result = tune([PLAIN], timer, keys=())
