@@ -119,6 +119,9 @@ def test_the_plain_loop_does_the_same_work_to_float_tolerance(report) -> None:
     assert agreement["equal"] and max(agreement["max_difference"].values()) <= agreement["tolerance"]
     assert loop["methods"] == report["methods"] and loop["model_states"] == states
     assert loop["speedup"] == pytest.approx(loop["loop_median"] / loop["ours_median"])
+    # the timed run is channels-last: checked against a run in the loop's layout, the timed run's gap reported
+    assert report["execution"]["settings"]["channels_last"]
+    assert set(loop["timed_run_max_difference"]) == {"randomization", "occlusion"}
 
 
 def test_the_equality_check_catches_a_loop_that_computes_something_else(report, tmp_path) -> None:
