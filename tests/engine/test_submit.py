@@ -273,7 +273,9 @@ def make_checkout(folder: Path) -> Path:
 
 
 def uploaded_packages(head_folder: Path) -> list[Path]:
-    return [p for p in head_folder.glob("session_*/runtime_resources/working_dir_files/*") if p.is_dir()]
+    """Unpacked working_dir packages of the head's session (``session_latest`` links to it: once)."""
+    found = head_folder.glob("session_*/runtime_resources/working_dir_files/*")
+    return sorted({p.resolve() for p in found if p.is_dir()})
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo") or shutil.which("git") is None, reason="needs git and named pipes")
