@@ -68,6 +68,20 @@ def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[Attrib
     return PassCount(per_state * (1 + randomized_states), forward_only)
 
 
+def state_costs(spec: JobSpec, methods: list[AttributionMethod]) -> tuple[float, float]:
+    """Work per image of the trained model state and of one randomized state, in forward-pass
+    equivalents (a backward pass counted as two forwards): what the progress estimate weighs
+    each reported state with. The trained state also draws the occlusion curves, so it is worth
+    several randomized states."""
+    explain = 3 * passes_per_state(methods)
+    lrp = sum(method.spec.name == "lrp" for method in methods)
+    experiments = 6 * lrp * spec.skip_path.enabled + 3 * lrp * spec.kept_activation_explanation.enabled
+    trained = 1 + explain + occlusion_forwards(spec, len(methods), spec.dataset.crop) + experiments
+    randomized = explain * spec.randomization.enabled + experiments + int(spec.logits.enabled)
+    randomized += int(spec.randomization.target == "own_prediction")
+    return float(trained), float(max(randomized, 1))
+
+
 # (batch size, backward follows, method whose backward rules are active, modules replayed from a recorded pass)
 PassKey = tuple[int, bool, "str | None", tuple[str, ...]]
 

@@ -21,29 +21,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
     parser.add_argument("--run-id", help=argparse.SUPPRESS)  # set by `benchmark submit`: the id of a new output's run
     parser.add_argument("--new-run", action="store_true", help="discard results of a different spec in --out and start over")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (and no progress lines)")
+    parser.add_argument("--progress-every", type=float, default=None, metavar="SECONDS",
+                        help="without a terminal (submitted jobs, CI logs) print a progress line this often "
+                             "(default: $BENCHMARK_PROGRESS_EVERY, else 30)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.attempts import format_scheduling
+    from ..engine.status import format_scheduling
     from ..engine.driver import finish_run, prepare_run
     from ..engine.progress import Progress
+    from ..experiments.stages import walked_states
     from ..results.summary import format_summary
 
     spec = load_job_argument(args.job, args.overrides)
     state = prepare_run(spec, args.out, new_run=args.new_run, run_id=args.run_id)
     pending_images = sum(len(t) for t in state.pending)
+    stages = len(state.manifest["randomization_plan"]["stages"])
+    states = walked_states(spec, stages)
     print(
         f"run '{spec.name}' ({state.manifest['run_id']}, spec {state.manifest['spec_hash']}) -> {state.out}\n"
         f"  {len(state.tasks)} shards, {len(state.committed)} already committed, {len(state.pending)} to run "
-        f"({pending_images} images), {len(state.manifest['randomization_plan']['stages'])} randomization stages",
+        f"({pending_images} images x {states} model states), {stages} randomization stages",
         file=sys.stderr,
     )
-    progress = Progress(pending_images, len(state.tasks), len(state.committed), enabled=not args.no_progress)
+    progress = Progress(pending_images, len(state.tasks), len(state.committed), enabled=not args.no_progress,
+                        states=states, every=_progress_every(args.progress_every))
     started = time.perf_counter()
     try:
-        outcome = _executor(args)(state, progress)
+        with progress.capturing():
+            outcome = _executor(args)(state, progress)
     finally:
         progress.close()
     finish_run(state, outcome, time.perf_counter() - started)
@@ -60,6 +68,22 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _progress_every(value: float | None) -> float:
+    import os
+
+    from ..engine.progress import DEFAULT_EVERY
+
+    if value is None:
+        raw = os.environ.get("BENCHMARK_PROGRESS_EVERY")
+        try:
+            value = float(raw) if raw else DEFAULT_EVERY
+        except ValueError:
+            raise UserError(f"BENCHMARK_PROGRESS_EVERY={raw!r}: expected seconds, e.g. 30") from None
+    if value <= 0:
+        raise UserError(f"--progress-every {value:g}: expected a positive number of seconds")
+    return value
 
 
 def load_job_argument(job: str, overrides: list[str]):

@@ -9,7 +9,6 @@ output, writes the manifest and returns the shards that are not committed yet. E
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +18,13 @@ from ..config import JobSpec, SpecError, spec_hash
 from ..data import build_dataset, select_records
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
-from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
+from ..results import OutputStore, ShardWriter, committed_shards, validate_manifest
 from ..results.store import COMMITS, FAILURES, MANIFEST
 from ..results.writer import SHARD_TABLES
 from .manifest import ResumeRefused, check_resume, new_manifest
 from .plan import ShardTask, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
+from .status import status  # noqa: F401  (kept importable from here)
 
 
 class ExecutorError(RuntimeError):
@@ -141,35 +141,6 @@ def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict
     validate_manifest(manifest)
     state.store.write_json(MANIFEST, manifest)
     return manifest
-
-
-def status(out: str) -> dict[str, Any]:
-    """Done / missing / failed shards, image and error counts of an output, from its markers."""
-    store = OutputStore(out)
-    manifest = store.read_json(MANIFEST)
-    if manifest is None:
-        raise FileNotFoundError(f"{out}: no {MANIFEST}; this is not the output of a run (or it has not started)")
-    planned = [s["shard"] for s in manifest["shard_plan"]["shards"]]
-    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
-    failed = failed_shards(store)
-    errors = read_table(store, "errors")
-    shards = read_table(store, "shards")
-    return {
-        "out": out,
-        "name": manifest["name"],
-        "spec_hash": manifest["spec_hash"],
-        "run_id": manifest["run_id"],
-        "shards_total": len(planned),
-        "done": sorted(s for s in planned if s in committed),
-        "failed": sorted(s for s in planned if s in failed),
-        "missing": sorted(s for s in planned if s not in committed and s not in failed),
-        "images_total": manifest["shard_plan"]["images"],
-        "images_done": int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0,
-        "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
-        "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
-        "last_attempt": manifest.get("last_attempt"),
-        "manifest": manifest,
-    }
 
 
 __all__ = [

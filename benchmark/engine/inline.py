@@ -20,7 +20,7 @@ def execute_inline(state: RunState, progress: Progress) -> RunOutcome:
     attempts.outcome.details["executor"] = "inline"
     if not state.pending:
         return attempts.outcome
-    runner = ShardRunner(state.spec, state.out)
+    runner = ShardRunner(state.spec, state.out, progress=progress)
     for task in state.pending:
         while True:
             attempt = attempts.begin(task)

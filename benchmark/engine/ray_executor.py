@@ -20,7 +20,9 @@ retried ``runtime.max_attempts`` times, then recorded (``ShardAttempts``). A ret
 rewrites the same part files and marker, so a shard run twice never duplicates rows.
 
 Actors write their shard's files themselves and return a small summary; maps and tables never
-pass through the object store or the driver.
+pass through the object store or the driver. Progress within a shard (each model state of each
+batch) goes to a small ``ProgressChannel`` actor as fire-and-forget calls; the driver drains it
+every ``PROGRESS_POLL_SECONDS`` into the run's progress bar.
 """
 
 from __future__ import annotations
@@ -48,12 +50,44 @@ from .shard import ShardRunner
 RunnerFactory = Callable[..., ShardRunner]
 Executor = Callable[[RunState, Progress], RunOutcome]
 WAIT_NOTE_SECONDS = 120.0  # nothing finished for this long and no actor ready: say what we wait for
+PROGRESS_POLL_SECONDS = 1.0  # how often the driver collects the actors' progress reports
+
+
+class ProgressChannel:
+    """Collects the actors' progress reports until the driver drains them (a Ray actor, 0 CPU)."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, int, int, float]] = []
+
+    def report(self, shard: int, attempt: int, units: int, images: float) -> None:
+        self.reports.append((shard, attempt, units, images))
+
+    def drain(self) -> list[tuple[int, int, int, float]]:
+        reports, self.reports = self.reports, []
+        return reports
+
+
+@dataclass
+class RemoteProgress:
+    """A worker's ``ProgressSink`` that forwards to the ``ProgressChannel`` without waiting."""
+
+    channel: Any
+
+    def report(self, shard: int, attempt: int, units: int, images: float) -> None:
+        self.channel.report.remote(shard, attempt, units, images)
 
 
 class ShardActor:
     """One worker: builds its ``ShardRunner`` (model, plan, methods) once, then runs shards."""
 
-    def __init__(self, spec: JobSpec, out: str, threads: int, runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        out: str,
+        threads: int,
+        runner_factory: RunnerFactory | None = None,
+        progress: RemoteProgress | None = None,
+    ) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -62,7 +96,7 @@ class ShardActor:
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
         # device None: runtime.device decides; 'auto' means CUDA only when torch sees a GPU, so an
         # actor that Ray gave a GPU on a machine without CUDA (or a fake one in tests) runs on CPU.
-        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker)
+        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker, progress=progress)
 
     def describe(self) -> dict[str, str]:
         return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node}
@@ -147,12 +181,15 @@ class RayExecution:
         self.slots: list[Slot] = []
         self.dead_reasons: list[str] = []
         self.losses = 0
+        self.channel: Any = None
 
     # -- actors ------------------------------------------------------------------------------
     def start_actors(self) -> ActorPlan:
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         plan = plan_actors(self.state.spec, nodes, len(self.state.pending), self.embedded)
         actor_class = ray.remote(ShardActor)
+        self.channel = ray.remote(num_cpus=0)(ProgressChannel).remote()
+        progress = RemoteProgress(self.channel)
         prefix = f"benchmark-{self.state.manifest['run_id']}-{uuid.uuid4().hex[:6]}"
         for index in range(plan.count):
             name = f"{prefix}-{index}"
@@ -163,7 +200,7 @@ class RayExecution:
                 max_restarts=-1,
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
-            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory)
+            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory, progress)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)
@@ -193,9 +230,10 @@ class RayExecution:
         slot.free_since = time.perf_counter()
 
     def stop_actors(self) -> None:
-        for slot in self.slots:
+        handles = [slot.handle for slot in self.slots] + ([self.channel] if self.channel is not None else [])
+        for handle in handles:
             try:
-                ray.kill(slot.handle, no_restart=True)
+                ray.kill(handle, no_restart=True)
             except Exception:
                 pass
 
@@ -251,7 +289,17 @@ class RayExecution:
         if retry:
             self.queue.appendleft(task)
 
+    def _collect_progress(self) -> None:
+        """The actors' reports since the last call, into the progress bar (best effort)."""
+        try:
+            reports = ray.get(self.channel.drain.remote(), timeout=30)
+        except RayError:  # the channel is lost: the bar still moves per shard
+            return
+        for report in reports:
+            self.progress.report(*report)
+
     def run(self) -> RunOutcome:
+        quiet_since = time.perf_counter()
         while self.queue or self.flights:
             self._dispatch()
             waiting = list(self.flights) + list(self.probes)
@@ -259,10 +307,14 @@ class RayExecution:
                 raise ExecutorError(
                     "no actor is left to run the remaining shards: " + ("; ".join(self.dead_reasons) or "unknown")
                 )
-            first, _ = ray.wait(waiting, num_returns=1, timeout=WAIT_NOTE_SECONDS)
+            first, _ = ray.wait(waiting, num_returns=1, timeout=PROGRESS_POLL_SECONDS)
+            self._collect_progress()
             if not first:
-                self._note_waiting()
+                if time.perf_counter() - quiet_since >= WAIT_NOTE_SECONDS:
+                    self._note_waiting()
+                    quiet_since = time.perf_counter()
                 continue
+            quiet_since = time.perf_counter()
             ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
             seen = time.perf_counter()
             # successes first: a later failure on the same actor then knows which shard was running

@@ -14,7 +14,7 @@ import platform
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import torch
@@ -27,6 +27,7 @@ from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, table_schema
 from .plan import ShardTask
+from .progress import ProgressSink, StateWork
 
 
 def partition_of(spec: JobSpec) -> dict[str, str]:
@@ -64,7 +65,16 @@ def shard_failure_rows(shard: int, attempt: int, reason: str) -> pa.Table:
 
 
 class ShardRunner:
-    def __init__(self, spec: JobSpec, out_uri: str, worker: str | None = None, device: torch.device | None = None):
+    def __init__(
+        self,
+        spec: JobSpec,
+        out_uri: str,
+        worker: str | None = None,
+        device: torch.device | None = None,
+        progress: ProgressSink | None = None,
+    ):
+        """``progress``: where every finished model state of every batch is reported (the run's
+        progress bar, in this process or through Ray)."""
         self.spec = spec
         self.worker = worker or default_worker_name()
         self.model = load_model(spec, device)
@@ -74,6 +84,10 @@ class ShardRunner:
         self.preprocess = Preprocess.from_spec(spec.dataset)
         self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
         self.spec_hash = spec_hash(spec)
+        self.progress = progress
+        from ..bench.accounting import state_costs  # here: the bench package imports the engine
+
+        self.work = StateWork.of(self.evaluator.states, *state_costs(spec, self.evaluator.methods))
 
     def _batches(self, records: tuple[ImageRecord, ...]) -> Iterator[tuple[ImageBatch | None, list[LoadError]]]:
         """Decoded batches, the next one decoded in a background thread while this one computes."""
@@ -83,6 +97,19 @@ class ShardRunner:
         """Ids of this shard's images among the run's first ``runtime.save_maps`` (canonical order)."""
         end = self.spec.dataset.offset + self.spec.runtime.save_maps
         return frozenset(r.image_id for i, r in enumerate(task.records) if task.start + i < end)
+
+    def _reporter(self, task: ShardTask, attempt: int) -> Callable[[int], None] | None:
+        """The evaluator's per-state callback for one batch: the first state it reports is the
+        trained model's, worth ``work.trained`` of an image, each later one ``work.each``."""
+        if self.progress is None:
+            return None
+        sink, work, first = self.progress, self.work, [True]
+
+        def report(images: int) -> None:
+            sink.report(task.shard, attempt, images, images * work.share(first[0]))
+            first[0] = False
+
+        return report
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
         started = time.perf_counter()
@@ -95,7 +122,8 @@ class ShardRunner:
             if batch is None:
                 continue
             images += len(batch)
-            for name, table in self.evaluator.evaluate(batch, task.shard, save_maps).items():
+            report = self._reporter(task, attempt)
+            for name, table in self.evaluator.evaluate(batch, task.shard, save_maps, report).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started
         tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}

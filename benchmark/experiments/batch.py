@@ -8,6 +8,7 @@ randomizer) and turns a batch of images into Arrow tables with the columns of DE
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,7 @@ from .logits import LogitPreservation
 from .randomization_check import RandomizationCheck, RandomizationGrid, explain
 from .saved_maps import maps_table
 from .skip_path import SkipPathDecomposition
+from .stages import StateCounter, counting_states, state_done, walked_states
 from .targets import reference_targets
 
 REFERENCE_SEED = 0  # stage 0 does not depend on the randomization seed
@@ -42,6 +44,7 @@ class BatchEvaluator:
         self.randomizing = spec.randomization.enabled and bool(plan.stages)
         self.reuse_forward = self.randomizing and spec.runtime.reuse_bottom_forward
         retained = spec.runtime.batch_size if self.reuse_forward else 0
+        self.states = walked_states(spec, len(plan.stages))  # model states per image, for progress reports
         self.chunk_size = chunk = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         self.randomization = RandomizationCheck(spec.randomization, plan, model, self.methods, self.comparer, chunk)
         self.faithfulness = FaithfulnessCheck(spec.occlusion, model, self.methods, chunk)
@@ -62,8 +65,22 @@ class BatchEvaluator:
                 KeptFeatureExplanation(kept, spec.metrics, model, self.methods, *walk, r.target, chunk, r.split_after)
             )
 
-    def evaluate(self, batch: ImageBatch, shard: int, save_maps: frozenset[str] = frozenset()) -> dict[str, pa.Table]:
-        """The batch's tables; ``save_maps``: ids of images whose maps go to the ``maps`` table too."""
+    def evaluate(
+        self,
+        batch: ImageBatch,
+        shard: int,
+        save_maps: frozenset[str] = frozenset(),
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, pa.Table]:
+        """The batch's tables; ``save_maps``: ids of images whose maps go to the ``maps`` table too;
+        ``progress(images)`` is called once per model state the batch is done with (``self.states`` times)."""
+        counter = StateCounter(len(batch), self.states, progress)
+        with counting_states(counter):
+            tables = self._evaluate(batch, shard, save_maps)
+        counter.finish()
+        return tables
+
+    def _evaluate(self, batch: ImageBatch, shard: int, save_maps: frozenset[str]) -> dict[str, pa.Table]:
         batch = batch.to(self.model.device)
         kept = [i for i, image_id in enumerate(batch.image_ids) if image_id in save_maps]
         keep = torch.tensor(kept, dtype=torch.long, device=self.model.device) if kept else None
@@ -80,6 +97,7 @@ class BatchEvaluator:
         if self.spec.occlusion.enabled:
             curves = self.faithfulness.run(batch.pixels, reference_maps, targets)
             tables["occlusion"] = self.faithfulness.table(curves, batch.image_ids, targets, shard)
+        state_done()  # the trained model
         grid = None
         if self.randomizing:
             grid = self.randomization.run(inputs, batch.image_ids, targets, reference_maps, keep, reuse)

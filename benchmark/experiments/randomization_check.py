@@ -21,6 +21,7 @@ from ..metrics import MapComparer
 from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan, Randomizer
 from .grid import axis_column, grid_index
+from .stages import state_done
 from .targets import needs_stage_forward, stage_targets
 
 
@@ -97,6 +98,7 @@ class RandomizationCheck:
                         if keep is not None:
                             kept.append(maps.index_select(0, keep))
                     targets.append(target)
+                    state_done()
                 self.randomizer.restore()
         finally:
             self.randomizer.restore()

@@ -4,14 +4,66 @@ The experiments of DESIGN §7 that look at randomized models (logits, skip path,
 walk the same plan as the randomization check: cascading stages build on the previous one,
 independent stages start from the trained model, every seed starts from the trained model, and
 the trained model is back in place afterwards, also when an experiment fails midway.
+
+Each walk also says when a state is done (``state_done``), so that a long batch shows progress
+per model state; who listens is set around the batch (``counting_states``).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from contextvars import ContextVar
+from typing import Callable, Iterator, Sequence
 
+from ..config.spec import JobSpec
 from ..models.randomization import RandomizationPlan, Randomizer, Stage
+
+_STATE_DONE: ContextVar[Callable[[], None] | None] = ContextVar("state_done", default=None)
+
+
+def walked_states(spec: JobSpec, stages: int) -> int:
+    """Model states each image passes through: the trained model, then every seed × stage of a
+    plan of ``stages`` stages when an experiment walks it (the randomization check, logits, skip
+    path, kept features)."""
+    walks = spec.randomization.enabled or spec.logits.enabled or spec.skip_path.enabled
+    walks = walks or spec.kept_activation_explanation.enabled
+    return 1 + len(spec.randomization.seeds) * stages if walks and stages else 1
+
+
+class StateCounter:
+    """Reports a batch's images once per model state, ``states`` times in all, however many
+    experiments walk the states: the first walk reports, later walks of the same states are
+    already counted, and ``finish`` reports whatever was not reported yet."""
+
+    def __init__(self, images: int, states: int, report: Callable[[int], None] | None) -> None:
+        self.images, self.states, self.report, self.done = images, states, report, 0
+
+    def __call__(self) -> None:
+        if self.done < self.states:
+            self.done += 1
+            if self.report is not None:
+                self.report(self.images)
+
+    def finish(self) -> None:
+        while self.done < self.states:
+            self()
+
+
+@contextmanager
+def counting_states(counter: Callable[[], None]) -> Iterator[None]:
+    """``state_done()`` calls ``counter`` while this context is open (in this thread)."""
+    token = _STATE_DONE.set(counter)
+    try:
+        yield
+    finally:
+        _STATE_DONE.reset(token)
+
+
+def state_done() -> None:
+    """One model state of the batch is done (a no-op when nobody counts)."""
+    counter = _STATE_DONE.get()
+    if counter is not None:
+        counter()
 
 
 @contextmanager
@@ -27,6 +79,7 @@ def stage_walk(
                     randomizer.restore()
                 randomizer.randomize(stage.modules, seed)
                 yield seed, stage
+                state_done()
             randomizer.restore()
 
     try:

@@ -49,19 +49,27 @@ def committed_files(store: OutputStore, table: str, markers: dict[int, dict] | N
     return [m["files"][table]["path"] for _, m in sorted(markers.items()) if table in m.get("files", {})]
 
 
-def read_table(store: OutputStore, table: str, markers: dict[int, dict] | None = None) -> pa.Table:
-    """All committed rows of one table, partition columns restored from the paths."""
+def read_table(
+    store: OutputStore, table: str, markers: dict[int, dict] | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """All committed rows of one table, partition columns restored from the paths; ``columns``:
+    only these (without partition columns this stays cheap enough for ``benchmark status``)."""
     schema = table_schema(table)
+    names = columns or schema.arrow.names
+    wanted = pa.schema([schema.arrow.field(name) for name in names])
     pieces = []
     for relative in committed_files(store, table, markers):
-        piece = pq.read_table(io.BytesIO(store.read_bytes(relative) or b""))
-        found = metadata_version(piece.schema.metadata)
+        # ParquetFile, not pq.read_table: that goes through pyarrow.dataset, which imports pandas
+        file = pq.ParquetFile(io.BytesIO(store.read_bytes(relative) or b""))
+        found = metadata_version(file.schema_arrow.metadata)
         if found is not None:
             check_version(found, store.display(relative))
+        piece = file.read(columns=[name for name in names if name not in schema.partition])
         values = dict(_PARTITION.findall(relative))
         for key in schema.partition:
-            piece = piece.append_column(key, pa.array([values[key]] * piece.num_rows, pa.string()))
-        pieces.append(piece.select(schema.arrow.names))
+            if key in names:
+                piece = piece.append_column(key, pa.array([values[key]] * piece.num_rows, pa.string()))
+        pieces.append(piece.select(names))
     if not pieces:
-        return schema.arrow.empty_table()
-    return pa.concat_tables(pieces).cast(schema.arrow)
+        return wanted.empty_table()
+    return pa.concat_tables(pieces).cast(wanted)

@@ -114,6 +114,7 @@ def test_submit_wait_tables_logs_status_resubmit_and_stop(client_token, ray_refe
     assert main(["jobs", "logs", f"{run_id}-1", "--address", address]) == 0
     logs = capsys.readouterr().out
     assert "6 shards, 0 already committed, 6 to run" in logs and "scheduling overhead" in logs
+    assert "progress 100.0% | 18/18 image-states | 6.0/6 images" in logs  # the job's plain progress line
     assert "Started a local Ray instance" not in logs  # RAY_ADDRESS: the job's driver used its own cluster
 
     # the same submission again: a new attempt (fresh submission id) of the same run, which resumes
@@ -149,8 +150,10 @@ def test_submission_parts(tmp_path) -> None:
     assert (first.submission_id, again.submission_id) == (f"{first.run_id}-1", f"{first.run_id}-2")
     assert first.entrypoint == (
         f"printenv {SPEC_VARIABLE} | python -m benchmark run - --out s3://bucket/run --executor ray "
-        f"--no-progress --run-id {first.run_id}"
-    )
+        f"--run-id {first.run_id}"
+    )  # no --no-progress: without a terminal the driver logs a progress line every 30 s
+    assert build_submission(spec, "s3://bucket/run", 1, progress_every=5).entrypoint.endswith(
+        f"--run-id {first.run_id} --progress-every 5")
     assert validate_job(json.loads(first.runtime_env["env_vars"][SPEC_VARIABLE])) == spec
     assert first.runtime_env["working_dir"] == str(project_root())
     assert {".git", ".venv", "runs", "**/__pycache__"} <= set(first.runtime_env["excludes"])
