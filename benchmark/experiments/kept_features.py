@@ -98,6 +98,8 @@ class KeptFeatureExplanation:
         self, inputs: Tensor, image_ids: list[str], targets: Tensor, reference_maps: list[Tensor]
     ) -> KeptFeaturesGrid:
         """``reference_maps``: every job method's stage-0 maps (as the batch evaluator computed them)."""
+        if self.maps is not None:
+            self.maps.add_input(inputs * self.model.std + self.model.mean)
         kept = []
         for method in self.methods:
             relevance = layer_relevance(self.model, method, inputs, self.layer, self.chunk_size)
@@ -105,7 +107,7 @@ class KeptFeatureExplanation:
             kept.append(self.comparer.prepare(maps))
             self._keep(maps, method, None, 0, "kept")
         output = [reference_maps[i] for i in self.positions]
-        values = [self._compare(kept, output, None, 0)]
+        values = [self._compare(kept, output, None, 0, targets)]
         states: list[tuple[int | None, int]] = [(None, 0)]
         with stage_walk(self.randomizer, self.plan, self.seeds) as walk:
             for seed, stage in walk:
@@ -119,18 +121,19 @@ class KeptFeatureExplanation:
                     reduce_channels(method.attribute(self.model, inputs, target, context), method.reduction)
                     for method in self.methods
                 ]
-                values.append(self._compare(kept, output, seed, stage.index))
+                values.append(self._compare(kept, output, seed, stage.index, target))
                 states.append((seed, stage.index))
         return KeptFeaturesGrid(states, torch.stack(values).cpu().numpy())
 
-    def _compare(self, kept: list, output: list[Tensor], seed: int | None, stage: int) -> Tensor:
+    def _compare(self, kept: list, output: list[Tensor], seed: int | None, stage: int, targets: Tensor) -> Tensor:
         for method, maps in zip(self.methods, output):
-            self._keep(maps, method, seed, stage, "output")
+            self._keep(maps, method, seed, stage, "output", targets)
         return torch.stack([self.comparer.compare(ref, maps)[0] for ref, maps in zip(kept, output)])
 
-    def _keep(self, maps: Tensor, method: AttributionMethod, seed: int | None, stage: int, component: str) -> None:
+    def _keep(self, maps: Tensor, method: AttributionMethod, seed: int | None, stage: int, component: str,
+              targets: Tensor | None = None) -> None:
         if self.maps is not None:
-            self.maps.add(maps, method, seed, stage, component)
+            self.maps.add(maps, method, seed, stage, component, targets)
 
     def evaluate(self, state: BatchState) -> dict[str, pa.Table]:
         grid = self.run(state.inputs, state.image_ids, state.targets, state.reference_maps)

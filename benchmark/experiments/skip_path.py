@@ -129,7 +129,7 @@ class SkipPathDecomposition:
             maps = [reduce_channels(part, method.reduction) for part in (skip, residual, total)]
             if self.maps is not None:
                 for component, part in zip(COMPONENTS, maps):
-                    self.maps.add(part, method, seed, stage, component)
+                    self.maps.add(part, method, seed, stage, component, targets)
             if reference is None:
                 prepared.append([self.comparer.prepare(part) for part in maps])
                 nan = torch.full((3, inputs.shape[0]), float("nan"), dtype=torch.float64, device=inputs.device)
@@ -142,6 +142,8 @@ class SkipPathDecomposition:
         return torch.stack(relevance), torch.stack(ssim), torch.stack(spearman), prepared
 
     def run(self, inputs: Tensor, targets: Tensor) -> SkipPathGrid:
+        if self.maps is not None:
+            self.maps.add_input(inputs * self.model.std + self.model.mean)
         states: list[tuple[int | None, int]] = [(None, 0)]
         relevance, ssim, spearman, reference = self._state(inputs, targets, None, 0, None)
         results = [(relevance, ssim, spearman)]
