@@ -64,12 +64,14 @@ def read_table(
         found = metadata_version(file.schema_arrow.metadata)
         if found is not None:
             check_version(found, store.display(relative))
-        piece = file.read(columns=[name for name in names if name not in schema.partition])
+        # one thread: the files are per shard and small, and Arrow's thread pool, once started, can
+        # abort a short-lived command at interpreter exit (apache/arrow#34314)
+        piece = file.read(columns=[name for name in names if name not in schema.partition], use_threads=False)
         values = dict(_PARTITION.findall(relative))
         for key in schema.partition:
             if key in names:
                 piece = piece.append_column(key, pa.array([values[key]] * piece.num_rows, pa.string()))
         pieces.append(piece.select(names))
     if not pieces:
-        return wanted.empty_table()
+        return pa.Table.from_batches([], schema=wanted)  # not empty_table(): it imports pandas
     return pa.concat_tables(pieces).cast(wanted)

@@ -208,3 +208,33 @@ def test_run_with_the_address_of_a_local_head_that_wants_a_token(head, tmp_path,
     assert done.returncode == 0, done.stderr
     assert "Connected to Ray cluster" in done.stderr and "Started a local Ray instance" not in done.stderr
     assert_exactly_once(out, [0, 1])
+
+
+def test_follow_up_commands_work_when_pasted(tmp_path) -> None:
+    """What `benchmark submit` prints next: each line parses as a benchmark command with the same
+    cluster address and output (quoted: object-store URIs carry '?' and '&')."""
+    import shlex
+
+    from benchmark.cli.main import build_parser
+    from benchmark.cli.submit import follow_up, resubmit_command
+
+    out = "s3://bucket/runs/x?endpoint_override=127.0.0.1:9000&scheme=http"
+    address = "http://10.0.0.1:8265"
+    argv = ["submit", "jobs/smoke.yaml", "--address", address, "--out", out, "--set", "randomization.seeds=[0, 1]",
+            "--env", "AWS_ENDPOINT_URL"]
+    args = build_parser().parse_args(argv)
+    submission = build_submission(validate_job(RAY_JOB), out, 2)
+    text = follow_up(submission, address, resubmit_command(args, address, out))
+    commands = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].split("   (")[0].strip()
+                for line in text.splitlines()[1:]}
+    assert set(commands) == {"follow", "status", "results", "stop", "resume"}
+    for name, command in commands.items():
+        words = shlex.split(command)
+        assert words[0] == "benchmark"
+        parsed = build_parser().parse_args(words[1:])
+        if name in ("follow", "status", "stop"):
+            assert parsed.address == address and parsed.id == submission.submission_id
+        elif name == "results":
+            assert parsed.out == out
+        else:
+            assert vars(parsed) == vars(args)  # the same submission again: a new attempt that resumes
