@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import os
 import sys
 import threading
 import time
@@ -141,8 +142,9 @@ class Progress:
         self.lock = threading.RLock()
         self.bar = None
         if enabled and interactive:
+            width = _fixed_width(self.stream)
             self.bar = tqdm(
-                total=self.total_units, file=self.stream, dynamic_ncols=True, desc="run",
+                total=self.total_units, file=self.stream, dynamic_ncols=width is None, ncols=width, desc="run",
                 bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} image-states [{elapsed}{postfix}]",
             )
             self._show()
@@ -277,6 +279,21 @@ class Progress:
                 if isinstance(proxy, _AboveBar):
                     proxy.flush()
             sys.stdout, sys.stderr = saved
+
+
+def _fixed_width(stream: TextIO) -> int | None:
+    """None when the terminal reports its width (the bar follows it); else a fixed width. A
+    terminal without a size (0 columns: a pty of `script`, some CI runners) would make tqdm draw
+    an empty bar."""
+    try:
+        if os.get_terminal_size(stream.fileno()).columns > 0:
+            return None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 120
 
 
 class _AboveBar(io.TextIOBase):

@@ -77,6 +77,16 @@ class RemoteProgress:
         self.channel.report.remote(shard, attempt, units, images)
 
 
+def _channel(name: str | None) -> RemoteProgress | None:
+    """The run's progress channel, looked up by name; None (no progress within shards) if it is gone."""
+    if name is None:
+        return None
+    try:
+        return RemoteProgress(ray.get_actor(name))
+    except ValueError:
+        return None
+
+
 class ShardActor:
     """One worker: builds its ``ShardRunner`` (model, plan, methods) once, then runs shards."""
 
@@ -86,8 +96,11 @@ class ShardActor:
         out: str,
         threads: int,
         runner_factory: RunnerFactory | None = None,
-        progress: RemoteProgress | None = None,
+        progress_channel: str | None = None,
     ) -> None:
+        """``progress_channel``: the name of the run's ``ProgressChannel`` actor. A name, not its
+        handle: an actor handle among the constructor's arguments would keep Ray from restarting
+        this actor reliably (ray-project/ray#53727), and Ray warns about it on the terminal."""
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -96,7 +109,7 @@ class ShardActor:
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
         # device None: runtime.device decides; 'auto' means CUDA only when torch sees a GPU, so an
         # actor that Ray gave a GPU on a machine without CUDA (or a fake one in tests) runs on CPU.
-        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker, progress=progress)
+        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker, progress=_channel(progress_channel))
 
     def describe(self) -> dict[str, str]:
         return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node}
@@ -188,9 +201,9 @@ class RayExecution:
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         plan = plan_actors(self.state.spec, nodes, len(self.state.pending), self.embedded)
         actor_class = ray.remote(ShardActor)
-        self.channel = ray.remote(num_cpus=0)(ProgressChannel).remote()
-        progress = RemoteProgress(self.channel)
         prefix = f"benchmark-{self.state.manifest['run_id']}-{uuid.uuid4().hex[:6]}"
+        channel = f"{prefix}-progress"
+        self.channel = ray.remote(num_cpus=0)(ProgressChannel).options(name=channel).remote()
         for index in range(plan.count):
             name = f"{prefix}-{index}"
             handle = actor_class.options(
@@ -200,7 +213,7 @@ class RayExecution:
                 max_restarts=-1,
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
-            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory, progress)
+            ).remote(self.state.spec, self.state.out, max(1, round(plan.num_cpus)), self.runner_factory, channel)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)

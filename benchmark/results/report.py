@@ -44,7 +44,7 @@ table.kv td{padding:2px 10px 2px 0;vertical-align:top;font-size:.9rem} table.kv 
 figure{margin:1.5rem 0;page-break-inside:avoid} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.88rem;color:#444;max-width:900px} code,pre{font-size:.8rem} pre{background:#f7f7f7;padding:.8rem;overflow:auto;max-height:30rem}
 table.errors td{white-space:pre-wrap;text-align:left;font-family:monospace;min-width:12rem} details{margin:.6rem 0} summary{cursor:pointer;color:#3a7bd5}
-.scroll{overflow-x:auto;max-width:100%} table.kv{table-layout:fixed;width:100%} table.kv td{overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%} table.kv{table-layout:fixed;width:100%} table.kv td{overflow-wrap:anywhere} table.kv td:first-child{width:11rem}
 nav.toc{background:#f7f7f7;border:1px solid #e4e4e4;padding:.4rem 1.2rem;margin:1rem 0;font-size:.92rem}
 nav.toc ol{margin:.3rem 0;padding-left:1.4rem} nav.toc ol ol{font-size:.85rem;columns:2;column-gap:2rem}
 figcaption b{color:#222} h2 .num,figcaption .num{color:#888;font-weight:normal;margin-right:.4rem}

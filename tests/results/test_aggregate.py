@@ -86,7 +86,8 @@ def test_written_files_match_schemas_and_meta(aggregated_run) -> None:
         assert table.schema.names == schema.arrow.names and table.num_rows == rows
         assert all(table.schema.field(f.name).type.equals(f.type) for f in schema.arrow)
         assert len(pd.read_csv(aggregated_run / "aggregates" / f"{name}.csv")) == rows
-    assert set(meta["tables"]) == {"randomization_stats", "occlusion_curves", "occlusion_scores", "rankings", "rank_agreement"}
+    assert set(meta["tables"]) == {"randomization_stats", "occlusion_curves", "occlusion_scores", "rankings", "rank_agreement",
+                                   "occlusion_relative"}  # the job has a noise method: the random tile order
 
 
 def known_ranking_output(folder, nan_images=()):
