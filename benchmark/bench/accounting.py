@@ -7,7 +7,6 @@ whether a backward follows, so the bare time of exactly that work can be measure
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from ..attribution import AttributionMethod
 from ..attribution.base import ACTIVE_RULES
 from ..attribution.reuse import REPLAYED
 from ..config.spec import JobSpec
+from ..experiments.work import occlusion_forwards, passes_per_state  # noqa: F401  (part of this API)
 from ..models.randomization import RandomizationPlan
 
 
@@ -33,32 +33,6 @@ class PassCount:
         return self.forward_backward + self.forward_only
 
 
-def passes_per_state(methods: list[AttributionMethod]) -> int:
-    """Forward+backward passes per image to explain one model state with every method."""
-    shared: set[str] = set()
-    total = 0
-    for method in methods:
-        passes = method.passes()
-        if passes.shared is not None:
-            if passes.shared in shared:
-                continue
-            shared.add(passes.shared)
-        total += passes.backward
-    return total
-
-
-def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
-    """Forward passes per image of the occlusion curves: f0 once per kernel, then every step that
-    still occludes a new tile (beyond all tiles the curve is flat and not recomputed)."""
-    if not spec.occlusion.enabled:
-        return 0
-    total = 0
-    for kernel in spec.occlusion.kernels:
-        tiles = math.ceil(image_size / kernel) ** 2
-        total += 1 + methods * min(spec.occlusion.steps, tiles)
-    return total
-
-
 def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[AttributionMethod]) -> PassCount:
     per_state = passes_per_state(methods)
     randomized_states = len(spec.randomization.seeds) * len(plan.stages) if spec.randomization.enabled else 0
@@ -66,20 +40,6 @@ def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[Attrib
     if spec.randomization.target == "own_prediction":
         forward_only += randomized_states
     return PassCount(per_state * (1 + randomized_states), forward_only)
-
-
-def state_costs(spec: JobSpec, methods: list[AttributionMethod]) -> tuple[float, float]:
-    """Work per image of the trained model state and of one randomized state, in forward-pass
-    equivalents (a backward pass counted as two forwards): what the progress estimate weighs
-    each reported state with. The trained state also draws the occlusion curves, so it is worth
-    several randomized states."""
-    explain = 3 * passes_per_state(methods)
-    lrp = sum(method.spec.name == "lrp" for method in methods)
-    experiments = 6 * lrp * spec.skip_path.enabled + 3 * lrp * spec.kept_activation_explanation.enabled
-    trained = 1 + explain + occlusion_forwards(spec, len(methods), spec.dataset.crop) + experiments
-    randomized = explain * spec.randomization.enabled + experiments + int(spec.logits.enabled)
-    randomized += int(spec.randomization.target == "own_prediction")
-    return float(trained), float(max(randomized, 1))
 
 
 # (batch size, backward follows, method whose backward rules are active, modules replayed from a recorded pass)

@@ -21,6 +21,7 @@ def execute_inline(state: RunState, progress: Progress) -> RunOutcome:
     if not state.pending:
         return attempts.outcome
     runner = ShardRunner(state.spec, state.out, progress=progress)
+    progress.work_started()
     for task in state.pending:
         while True:
             attempt = attempts.begin(task)

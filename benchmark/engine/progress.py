@@ -53,18 +53,20 @@ class StateWork:
 
 
 class ProgressSink(Protocol):
-    """Where a worker reports a finished model state of ``units`` images, worth ``images`` images of work."""
+    """Where a worker reports ``units`` more image-states done (a model state of a batch, or part
+    of one), worth ``images`` images of work."""
 
-    def report(self, shard: int, attempt: int, units: int, images: float) -> None: ...
+    def report(self, shard: int, attempt: int, units: float, images: float) -> None: ...
 
 
 class Throughput:
     """Images of work per second over the trailing ``max(min_window, fraction × elapsed)`` seconds
-    of reports: start-up time (before the first report) is left out, a long run averages over a
-    long stretch, and the rate follows real changes (actors finishing, a slower phase)."""
+    of reports, elapsed counted from the first sample (``Progress.work_started``: the first worker
+    ready, so start-up is left out): a long run averages over a long stretch, and the rate follows
+    real changes (actors finishing, a slower phase). No rate before ``min_span`` seconds of work."""
 
-    def __init__(self, min_window: float = 60.0, fraction: float = 0.5) -> None:
-        self.min_window, self.fraction = min_window, fraction
+    def __init__(self, min_window: float = 60.0, fraction: float = 0.5, min_span: float = 10.0) -> None:
+        self.min_window, self.fraction, self.min_span = min_window, fraction, min_span
         self.times: list[float] = []
         self.totals: list[float] = []
         self.total = 0.0
@@ -84,7 +86,7 @@ class Throughput:
         window = max(self.min_window, self.fraction * (last - self.times[0]))
         start = max(0, bisect.bisect_right(self.times, last - window) - 1)
         seconds = last - self.times[start]
-        if seconds <= 0:
+        if seconds < self.min_span:
             return None
         return max(0.0, (self.totals[-1] - self.totals[start]) / seconds)
 
@@ -92,7 +94,7 @@ class Throughput:
 @dataclass
 class _Try:
     attempt: int
-    units: int = 0
+    units: float = 0.0
     images: float = 0.0
 
 
@@ -129,7 +131,7 @@ class Progress:
         self.total_images, self.states = total_images, max(1, states)
         self.total_units = total_images * self.states
         self.total_shards, self.done, self.failures = total_shards, done_shards, 0
-        self.units, self.images = 0, 0.0
+        self.units, self.images = 0.0, 0.0
         self.tries: dict[int, _Try] = {}  # shards running now: their try and what it reported
         self.settled: set[int] = set()
         self.throughput = Throughput()
@@ -145,7 +147,7 @@ class Progress:
             width = _fixed_width(self.stream)
             self.bar = tqdm(
                 total=self.total_units, file=self.stream, dynamic_ncols=width is None, ncols=width, desc="run",
-                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} image-states [{elapsed}{postfix}]",
+                bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} image-states [{elapsed}{postfix}]",
             )
             self._show()
         self._stop = threading.Event()
@@ -155,8 +157,8 @@ class Progress:
             self._ticker.start()
 
     # -- what workers and executors tell it -----------------------------------------------------
-    def report(self, shard: int, attempt: int, units: int, images: float) -> None:
-        """A worker finished one model state of ``units`` images (``ProgressSink``)."""
+    def report(self, shard: int, attempt: int, units: float, images: float) -> None:
+        """A worker finished ``units`` more image-states (``ProgressSink``)."""
         with self.lock:
             current = self.tries.get(shard)
             if shard in self.settled or (current is not None and attempt < current.attempt):
@@ -168,6 +170,13 @@ class Progress:
             current.units += units
             current.images += images
             self._add(units, images)
+
+    def work_started(self) -> None:
+        """The first worker is ready (its model loaded): the rate counts from here, so the work
+        done before the first report counts too, and start-up (Ray, model loading) does not."""
+        with self.lock:
+            if not self.throughput.times:
+                self.throughput.add(0.0, self.clock())
 
     def shard_done(self, summary: dict) -> None:
         with self.lock:
@@ -223,7 +232,7 @@ class Progress:
         """The plain progress line (no terminal)."""
         percent = 100.0 * self.units / self.total_units if self.total_units else 100.0
         return (
-            f"progress {percent:5.1f}% | {self.units}/{self.total_units} image-states | "
+            f"progress {percent:5.1f}% | {self.units:.0f}/{self.total_units} image-states | "
             f"{self.images:.1f}/{self.total_images} images | {format_rate(self.rate())} | "
             f"ETA {format_seconds(self.eta())} | elapsed {format_seconds(self.clock() - self.started)} | "
             f"shards {self.done}/{self.total_shards}, {self.failures} failed"
@@ -237,7 +246,7 @@ class Progress:
             self._add(images * self.states - current.units, images - current.images)
         self._show()
 
-    def _add(self, units: int, images: float) -> None:
+    def _add(self, units: float, images: float) -> None:
         self.units += units
         self.images += images
         self.throughput.add(images, self.clock())

@@ -57,12 +57,12 @@ class ProgressChannel:
     """Collects the actors' progress reports until the driver drains them (a Ray actor, 0 CPU)."""
 
     def __init__(self) -> None:
-        self.reports: list[tuple[int, int, int, float]] = []
+        self.reports: list[tuple[int, int, float, float]] = []
 
-    def report(self, shard: int, attempt: int, units: int, images: float) -> None:
+    def report(self, shard: int, attempt: int, units: float, images: float) -> None:
         self.reports.append((shard, attempt, units, images))
 
-    def drain(self) -> list[tuple[int, int, int, float]]:
+    def drain(self) -> list[tuple[int, int, float, float]]:
         reports, self.reports = self.reports, []
         return reports
 
@@ -73,7 +73,7 @@ class RemoteProgress:
 
     channel: Any
 
-    def report(self, shard: int, attempt: int, units: int, images: float) -> None:
+    def report(self, shard: int, attempt: int, units: float, images: float) -> None:
         self.channel.report.remote(shard, attempt, units, images)
 
 
@@ -241,6 +241,7 @@ class RayExecution:
             return
         slot.healthy = True
         slot.free_since = time.perf_counter()
+        self.progress.work_started()
 
     def stop_actors(self) -> None:
         handles = [slot.handle for slot in self.slots] + ([self.channel] if self.channel is not None else [])

@@ -85,9 +85,7 @@ class ShardRunner:
         self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
         self.spec_hash = spec_hash(spec)
         self.progress = progress
-        from ..bench.accounting import state_costs  # here: the bench package imports the engine
-
-        self.work = StateWork.of(self.evaluator.states, *state_costs(spec, self.evaluator.methods))
+        self.work = StateWork.of(self.evaluator.states, *self.evaluator.costs)
 
     def _batches(self, records: tuple[ImageRecord, ...]) -> Iterator[tuple[ImageBatch | None, list[LoadError]]]:
         """Decoded batches, the next one decoded in a background thread while this one computes."""
@@ -98,16 +96,18 @@ class ShardRunner:
         end = self.spec.dataset.offset + self.spec.runtime.save_maps
         return frozenset(r.image_id for i, r in enumerate(task.records) if task.start + i < end)
 
-    def _reporter(self, task: ShardTask, attempt: int) -> Callable[[int], None] | None:
-        """The evaluator's per-state callback for one batch: the first state it reports is the
-        trained model's, worth ``work.trained`` of an image, each later one ``work.each``."""
+    def _reporter(self, task: ShardTask, attempt: int, images: int) -> Callable[[float], None] | None:
+        """The evaluator's progress callback for one batch of ``images`` images. Its first
+        ``images`` image-states are the trained model's, each worth ``work.trained`` of an image,
+        every later one ``work.each``: each report goes on with the work it carries."""
         if self.progress is None:
             return None
-        sink, work, first = self.progress, self.work, [True]
+        sink, work, position = self.progress, self.work, [0.0]
 
-        def report(images: int) -> None:
-            sink.report(task.shard, attempt, images, images * work.share(first[0]))
-            first[0] = False
+        def report(units: float) -> None:
+            start, position[0] = position[0], position[0] + units
+            trained = max(0.0, min(position[0], images) - start)
+            sink.report(task.shard, attempt, units, trained * work.trained + (units - trained) * work.each)
 
         return report
 
@@ -122,7 +122,7 @@ class ShardRunner:
             if batch is None:
                 continue
             images += len(batch)
-            report = self._reporter(task, attempt)
+            report = self._reporter(task, attempt, len(batch))
             for name, table in self.evaluator.evaluate(batch, task.shard, save_maps, report).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started

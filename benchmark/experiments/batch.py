@@ -30,8 +30,9 @@ from .logits import LogitPreservation
 from .randomization_check import RandomizationCheck, RandomizationGrid, explain
 from .saved_maps import maps_table
 from .skip_path import SkipPathDecomposition
-from .stages import StateCounter, counting_states, state_done, walked_states
+from .stages import StateCounter, counting_states, state_done, state_part, walked_states
 from .targets import reference_targets
+from .work import explanation_share, state_costs
 
 REFERENCE_SEED = 0  # stage 0 does not depend on the randomization seed
 
@@ -45,6 +46,8 @@ class BatchEvaluator:
         self.reuse_forward = self.randomizing and spec.runtime.reuse_bottom_forward
         retained = spec.runtime.batch_size if self.reuse_forward else 0
         self.states = walked_states(spec, len(plan.stages))  # model states per image, for progress reports
+        self.costs = state_costs(spec, self.methods)  # work of the trained state and of a randomized one
+        self.explained = explanation_share(spec, self.methods)  # of the trained state, before its occlusion
         self.chunk_size = chunk = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         self.randomization = RandomizationCheck(spec.randomization, plan, model, self.methods, self.comparer, chunk)
         self.faithfulness = FaithfulnessCheck(spec.occlusion, model, self.methods, chunk)
@@ -70,10 +73,12 @@ class BatchEvaluator:
         batch: ImageBatch,
         shard: int,
         save_maps: frozenset[str] = frozenset(),
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> dict[str, pa.Table]:
         """The batch's tables; ``save_maps``: ids of images whose maps go to the ``maps`` table too;
-        ``progress(images)`` is called once per model state the batch is done with (``self.states`` times)."""
+        ``progress(units)`` says how many image-states are done, once per model state (the trained
+        one in two parts: explained, then its occlusion curves); a batch's units add up to
+        images × ``self.states``."""
         counter = StateCounter(len(batch), self.states, progress)
         with counting_states(counter):
             tables = self._evaluate(batch, shard, save_maps)
@@ -92,6 +97,8 @@ class BatchEvaluator:
         stage_reuse = reuse.at(set()) if reuse is not None else None
         context = AttributionContext(batch.image_ids, REFERENCE_SEED, 0, self.chunk_size, {}, stage_reuse)
         reference_maps = explain(self.methods, self.model, inputs, targets, context)
+        if self.spec.occlusion.enabled:
+            state_part(self.explained)  # the curves below take most of the trained state's time
 
         tables: dict[str, pa.Table] = {}
         if self.spec.occlusion.enabled:

@@ -6,7 +6,8 @@ independent stages start from the trained model, every seed starts from the trai
 the trained model is back in place afterwards, also when an experiment fails midway.
 
 Each walk also says when a state is done (``state_done``), so that a long batch shows progress
-per model state; who listens is set around the batch (``counting_states``).
+per model state (and within the trained state, whose occlusion curves take long: ``state_part``);
+who listens is set around the batch (``counting_states``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Callable, Iterator, Sequence
 from ..config.spec import JobSpec
 from ..models.randomization import RandomizationPlan, Randomizer, Stage
 
-_STATE_DONE: ContextVar[Callable[[], None] | None] = ContextVar("state_done", default=None)
 
 
 def walked_states(spec: JobSpec, stages: int) -> int:
@@ -33,37 +33,59 @@ def walked_states(spec: JobSpec, stages: int) -> int:
 class StateCounter:
     """Reports a batch's images once per model state, ``states`` times in all, however many
     experiments walk the states: the first walk reports, later walks of the same states are
-    already counted, and ``finish`` reports whatever was not reported yet."""
+    already counted, and ``finish`` reports whatever was not reported yet. A state may be reported
+    in parts (``part``): the units of a batch always add up to images × states."""
 
-    def __init__(self, images: int, states: int, report: Callable[[int], None] | None) -> None:
-        self.images, self.states, self.report, self.done = images, states, report, 0
+    def __init__(self, images: int, states: int, report: Callable[[float], None] | None) -> None:
+        self.images, self.states, self.report, self.done, self.partial = images, states, report, 0, 0.0
+
+    def part(self, fraction: float) -> None:
+        """``fraction`` more of the current state's work is done."""
+        step = min(fraction, 1.0 - self.partial)
+        if self.done < self.states and step > 0:
+            self.partial += step
+            self._report(self.images * step)
 
     def __call__(self) -> None:
         if self.done < self.states:
             self.done += 1
-            if self.report is not None:
-                self.report(self.images)
+            rest, self.partial = 1.0 - self.partial, 0.0
+            self._report(self.images * rest)
 
     def finish(self) -> None:
         while self.done < self.states:
             self()
 
+    def _report(self, units: float) -> None:
+        if self.report is not None and units > 0:
+            self.report(units)
+
+
+_COUNTER: ContextVar[StateCounter | None] = ContextVar("state_counter", default=None)
+
 
 @contextmanager
-def counting_states(counter: Callable[[], None]) -> Iterator[None]:
-    """``state_done()`` calls ``counter`` while this context is open (in this thread)."""
-    token = _STATE_DONE.set(counter)
+def counting_states(counter: StateCounter) -> Iterator[None]:
+    """``state_done()`` and ``state_part()`` go to ``counter`` while this context is open (in this thread)."""
+    token = _COUNTER.set(counter)
     try:
         yield
     finally:
-        _STATE_DONE.reset(token)
+        _COUNTER.reset(token)
 
 
 def state_done() -> None:
     """One model state of the batch is done (a no-op when nobody counts)."""
-    counter = _STATE_DONE.get()
+    counter = _COUNTER.get()
     if counter is not None:
         counter()
+
+
+def state_part(fraction: float) -> None:
+    """``fraction`` of the current model state's work is done (a no-op when nobody counts)."""
+    counter = _COUNTER.get()
+    if counter is not None:
+        counter.part(fraction)
 
 
 @contextmanager

@@ -54,17 +54,32 @@ def test_throughput_leaves_out_start_up_and_follows_the_recent_rate() -> None:
 def test_reports_count_images_times_states_and_the_eta_uses_the_combined_rate() -> None:
     clock = Clock()
     progress = quiet(total_images=16, states=3, clock=clock)  # 2 shards of 2 batches of 4 images
+    clock.now = 100.0
+    progress.work_started()  # the first actor is ready: the rate counts from here
     work = StateWork.of(3, 2.0, 1.0)  # the trained state is worth half an image, the others a quarter
-    for second, first in ((1, True), (2, False), (3, False)):  # two workers in parallel, a state per second
+    for second, first in ((110, True), (120, False), (130, False)):  # two workers in parallel, 10 s a state
         clock.now = float(second)
         for shard in (0, 1):
             progress.report(shard, 1, 4, 4 * work.share(first))
     assert (progress.units, progress.images) == (2 * 3 * 4, pytest.approx(8.0))
-    # the rate counts what came after the first reports, both workers together: 4 images in 2 s
-    assert progress.rate() == pytest.approx(2.0)
-    assert progress.eta() == pytest.approx((16 - 8) / 2.0)
+    # both workers together, from the first one ready: 8 images in 30 s
+    assert progress.rate() == pytest.approx(8 / 30)
+    assert progress.eta() == pytest.approx((16 - 8) / (8 / 30))
     line = progress.line()
-    assert "50.0% | 24/48 image-states | 8.0/16 images | 2 img/s | ETA 00:04" in line
+    assert "50.0% | 24/48 image-states | 8.0/16 images | 3.75 s/img | ETA 00:30" in line
+
+
+def test_no_rate_before_some_work_and_start_up_left_out() -> None:
+    clock = Clock()
+    progress = quiet(total_images=10, states=2, clock=clock)
+    clock.now = 50.0  # Ray and the models took 50 s
+    progress.work_started()
+    clock.now = 52.0
+    progress.report(0, 1, 1, 0.5)
+    assert progress.rate() is None and "? img/s | ETA ?" in progress.line()  # 2 s say nothing yet
+    clock.now = 70.0
+    progress.report(1, 1, 1, 0.5)
+    assert progress.rate() == pytest.approx(1.0 / 20)  # from the ready actor, not from the start
 
 
 def test_shard_end_settles_its_count_and_late_or_stale_reports_are_ignored() -> None:
@@ -113,8 +128,9 @@ def test_lines_written_during_the_run_go_above_the_bar() -> None:
 
 
 def test_each_batch_reports_every_model_state_in_order(tmp_path) -> None:
-    """Inline, through the real ShardRunner: one report per model state and batch, the trained
-    state first and worth the most, an image's shares adding up to one image."""
+    """Inline, through the real ShardRunner: per batch, the trained state in two parts (explained,
+    then its occlusion curves: most of its time), then one report per randomized state; a batch's
+    units add up to images x states and its work to its images."""
     job = {**TINY, "dataset": {**TINY["dataset"], "synthetic_images": 3, "shard_size": 3},
            "runtime": {**TINY["runtime"], "batch_size": 2}}
     state = prepare_run(validate_job(job), str(tmp_path / "out"))
@@ -128,14 +144,21 @@ def test_each_batch_reports_every_model_state_in_order(tmp_path) -> None:
     states = 1 + 2 * 2  # trained + 2 seeds x 2 stages
     progress = Recording(3, 1, enabled=False, states=states)
     outcome = execute_inline(state, progress)
-    assert outcome.ok and progress.units == 3 * states and progress.images == pytest.approx(3.0)
-    assert [c[2] for c in calls] == [2] * states + [1] * states  # batches of 2 and 1 images
-    shares = [c[3] / c[2] for c in calls[:states]]
-    assert shares[0] > max(shares[1:]) and sum(shares) == pytest.approx(1.0)
-    assert {c[:2] for c in calls} == {(0, 1)}
+    assert outcome.ok and progress.units == pytest.approx(3 * states) and progress.images == pytest.approx(3.0)
+    assert len(calls) == 2 * (states + 1) and {c[:2] for c in calls} == {(0, 1)}
+    runner = ShardRunner(validate_job(job), str(tmp_path / "out"))
+    explained, (trained, randomized) = runner.evaluator.explained, runner.evaluator.costs
+    for batch, images in ((calls[: states + 1], 2), (calls[states + 1 :], 1)):
+        units = [c[2] for c in batch]
+        assert units[:2] == pytest.approx([images * explained, images * (1 - explained)])  # the trained state
+        assert units[2:] == pytest.approx([images] * (states - 1))
+        work = [c[3] for c in batch]
+        assert sum(work) == pytest.approx(images)
+        assert work[0] + work[1] == pytest.approx(images * trained / (trained + (states - 1) * randomized))
+        assert 0 < explained < 0.5  # the occlusion curves are most of the trained state's work
 
 
 def test_a_runner_without_progress_reports_nothing(tmp_path) -> None:
     spec = validate_job(TINY)
     runner = ShardRunner(spec, str(tmp_path / "out"))
-    assert runner.progress is None and runner._reporter(None, 1) is None
+    assert runner.progress is None and runner._reporter(None, 1, 2) is None

@@ -97,13 +97,13 @@ def test_progress_reaches_the_driver_within_each_shard(cluster, tmp_path, capfd)
     progress = Recording(4, 2, enabled=False, states=states)
     _, outcome = run_executor(job, tmp_path / "out", progress=progress,
                               runner_factory=functools.partial(PausingRunner, pause=1.5))
-    assert outcome.ok and progress.units == 4 * states and progress.images == pytest.approx(4.0)
+    assert outcome.ok and progress.units == pytest.approx(4 * states) and progress.images == pytest.approx(4.0)
     for shard in (0, 1):
         mine = [event for event in events if event[1] == shard]
         done = [i for i, event in enumerate(mine) if event[0] == "done"]
         assert len(done) == 1 and done[0] > 0, mine  # states arrived before the shard's end
         reported = [event for event in mine if event[0] == "state"]
-        assert sum(event[2] for event in reported) == 2 * states  # 2 batches of 1 image x 3 states
+        assert sum(event[2] for event in reported) == pytest.approx(2 * states)  # 2 batches of 1 image x 3 states
         assert sum(event[3] for event in reported) == pytest.approx(2.0)
     assert progress.rate() is not None and progress.rate() > 0
     # the actors find the channel by name: no actor handle among their constructor's arguments, so Ray
