@@ -182,7 +182,7 @@ def plot_all(results: Results, aggregates: dict[str, pa.Table], options: PlotOpt
     for figure in paper_figures(results, aggregates, options):
         for fmt in options.formats:
             relative = f"{FIGURES}/{figure.name}.{fmt}"
-            data = encode(figure.figure, fmt)
+            data = encode(figure.figure, fmt, figure.dpi, figure.colors)
             results.store.write_bytes(relative, data)
             figure.files.append(relative)
             if fmt == "png" and keep_png:

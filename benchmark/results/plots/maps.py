@@ -22,6 +22,9 @@ from ..maps import decode_map
 from .style import PaperFigure, figure_name, panels
 
 COLORBAR = "relevance / max |relevance| of each map"
+# Maps of untrained or randomized networks are close to noise, which PNG cannot compress: the grids'
+# PNGs use fewer pixels and colours (the PDFs keep every map at full resolution).
+GRID_PNG = {"dpi": 90, "colors": 64}
 
 
 @dataclass
@@ -152,6 +155,7 @@ def stage_grid_figure(rows: pd.DataFrame, image_id: str, seed: int, methods: lis
         "scaled by its largest magnitude (red positive, blue negative).",
         figure=figure,
         data={"cells": grid.drawn()},
+        **GRID_PNG,
     )
 
 
@@ -171,6 +175,7 @@ def seed_grid_figure(rows: pd.DataFrame, image_id: str, stage: int, methods: lis
         "(the rest of the network unchanged), each map scaled by its largest magnitude.",
         figure=figure,
         data={"cells": grid.drawn()},
+        **GRID_PNG,
     )
 
 
@@ -223,6 +228,7 @@ def kept_maps_figure(rows: pd.DataFrame, layer: str, classes: int | None = None,
         ),
         figure=draw_grid(grid, heading),
         data={"cells": grid.drawn()},
+        **GRID_PNG,
     )
 
 
@@ -252,4 +258,5 @@ def skip_path_maps_figure(rows: pd.DataFrame, block: str, classes: int | None = 
         ),
         figure=draw_grid(grid, heading),
         data={"cells": grid.drawn()},
+        **GRID_PNG,
     )

@@ -33,6 +33,8 @@ class PaperFigure:
     files: list[str] = field(default_factory=list)  # written files, relative to the output
     png: bytes | None = None  # kept for the report
     data: dict[str, pd.DataFrame] = field(default_factory=dict)  # the series drawn, by name
+    dpi: int = 120  # of the PNG (the PDF is vector)
+    colors: int = 256  # of the PNG's palette
 
 
 def panels(count: int, columns: int = 3, size: tuple[float, float] = PANEL, **kwargs) -> tuple[Figure, list[Axes]]:
@@ -118,20 +120,20 @@ def figure_name(tag: str | None, *parts: object) -> str:
     return f"{tag}_{stem}" if tag else stem
 
 
-def encode(figure: Figure, fmt: str, dpi: int = 120) -> bytes:
+def encode(figure: Figure, fmt: str, dpi: int = 120, colors: int = 256) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=dpi, metadata=None if fmt != "png" else {"Software": "benchmark"},
                    facecolor="white")
-    return compact_png(buffer.getvalue()) if fmt == "png" else buffer.getvalue()
+    return compact_png(buffer.getvalue(), colors) if fmt == "png" else buffer.getvalue()
 
 
-def compact_png(data: bytes) -> bytes:
-    """The PNG as 8-bit palette (256 colours, no dithering): plots and heatmaps look the same at a
+def compact_png(data: bytes, colors: int = 256) -> bytes:
+    """The PNG as an 8-bit palette of ``colors`` colours, no dithering: plots look the same at a
     fraction of the size, which keeps the self-contained report small. PDFs stay vector."""
     from PIL import Image
 
     image = Image.open(io.BytesIO(data)).convert("RGB")
-    palette = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     out = io.BytesIO()
     palette.save(out, format="PNG", optimize=True)
     return out.getvalue() if out.tell() < len(data) else data
