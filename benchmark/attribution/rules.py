@@ -121,6 +121,14 @@ class AdaptiveAlphaBeta(BasicHook):
     neuron passes on exactly its relevance (α − β = 1), bias or not. On bias-free layers this is
     zennit's ``AlphaBeta(1+β, β)``.
 
+    A neuron without positive input (pⱼ = 0 < nⱼ) has no positive part to put α on: LRP-αβ would
+    send −βⱼ·Rⱼ back (−3R under the cap: relevance reversed and tripled; such neurons are rare — a
+    quarter percent of EfficientNet-B0's depthwise neurons on random weights — but they broke
+    conservation by up to 70 % of the logit). There the rule is LRP-0 over its contributions,
+    Rᵢ = zᵢⱼ/(−nⱼ)·Rⱼ (α = 0, β = −1 in the formula above): relevance is conserved and keeps its
+    sign, for every β formula. A neuron without any input contribution (pⱼ = nⱼ = 0: its output
+    is its bias) passes nothing, as in every rule that gives the bias no relevance.
+
     The four modified forward passes are zennit's (x₊w₊, x₋w₋ for p; x₊w₋, x₋w₊ for −n); their
     outputs give p and n, so β costs no extra pass. With ``keep_beta`` the β of the last backward
     pass stays in ``stored_tensors['beta']`` while the hook is registered (inspection, tests).
@@ -163,7 +171,10 @@ class AdaptiveAlphaBeta(BasicHook):
             beta = self.beta(positive.detach(), -negative.detach())
             if self.keep_beta:
                 self.stored_tensors["beta"] = beta
-            up = (1.0 + beta) * relevance / stabilize(positive)
+            only_negative = (positive.detach() <= 0) & (negative.detach() < 0)  # p = 0 < n: LRP-0 (class docstring)
+            alpha = torch.where(only_negative, torch.zeros_like(beta), 1.0 + beta)
+            beta = torch.where(only_negative, torch.full_like(beta, -1.0), beta)
+            up = alpha * relevance / stabilize(positive)
             down = beta * relevance / stabilize(negative)
             return [up, up, down, down]
 

@@ -1,6 +1,7 @@
 """How many model passes the work needs, counted two ways (DESIGN §10).
 
-``expected_passes`` derives them from the spec (every method declares its passes per image);
+``expected_passes`` derives them from the job (every method declares its passes per image, every
+experiment the methods it explains and the passes it runs itself);
 ``PassRecorder`` counts the forward calls the pipeline really makes, with their batch sizes and
 whether a backward follows, so the bare time of exactly that work can be measured.
 """
@@ -13,12 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..attribution import AttributionMethod
+from ..attribution import AttributionMethod, passes_per_state  # noqa: F401  (passes_per_state: part of this API)
 from ..attribution.base import ACTIVE_RULES
 from ..attribution.reuse import REPLAYED
 from ..config.spec import JobSpec
-from ..experiments.work import occlusion_forwards, passes_per_state  # noqa: F401  (part of this API)
-from ..models.randomization import RandomizationPlan
+from ..experiments import faithfulness
+from ..experiments.batch import BatchEvaluator
+from ..experiments.work import state_passes
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,24 @@ class PassCount:
         return self.forward_backward + self.forward_only
 
 
-def expected_passes(spec: JobSpec, plan: RandomizationPlan, methods: list[AttributionMethod]) -> PassCount:
-    per_state = passes_per_state(methods)
-    randomized_states = len(spec.randomization.seeds) * len(plan.stages) if spec.randomization.enabled else 0
-    forward_only = 1 + occlusion_forwards(spec, len(methods), spec.dataset.crop)  # + the reference forward
-    if spec.randomization.target == "own_prediction":
-        forward_only += randomized_states
-    return PassCount(per_state * (1 + randomized_states), forward_only)
+def uncounted(methods: list[AttributionMethod]) -> list[str]:
+    """Methods whose passes are not known in advance (Captum classes outside ``CAPTUM_PASSES``, callables
+    that declare none): the expected count leaves them out, the recorded count has them."""
+    return [method.id for method in methods if method.passes() is None]
+
+
+def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
+    """Forward passes per image of the job's occlusion curves (0 when occlusion is off)."""
+    return faithfulness.occlusion_forwards(spec.occlusion, methods, image_size) if spec.occlusion.enabled else 0
+
+
+def expected_passes(evaluator: BatchEvaluator) -> PassCount:
+    """Passes per image of one batch, from what the walk and every experiment declare
+    (``experiments.work``): the trained forward, each randomized state's forward where one is
+    needed, the maps of the methods the experiments ask of each state (once per state, however
+    many ask), and the experiments' own passes."""
+    total = state_passes(evaluator).total
+    return PassCount(total.backward, total.forward)
 
 
 # (batch size, backward follows, method whose backward rules are active, modules replayed from a recorded pass)

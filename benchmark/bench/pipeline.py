@@ -5,7 +5,7 @@ from __future__ import annotations
 import resource
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -20,11 +20,19 @@ class PipelineMeasurement:
     images: int
     seconds: float
     states: int  # model states explained: the trained model and every randomized stage × seed
+    batches: int  # batches evaluated (the warm-up not counted)
+    randomizations: int  # model states put in place by randomizing, over all batches
     methods: list[str]
     calls: Counter
     expected: PassCount
     peak_memory_bytes: int
     runner: ShardRunner
+
+    @property
+    def randomizations_per_batch(self) -> float:
+        """One per randomized model state: the state walk randomizes each (seed, stage) once per batch,
+        however many experiments look at it."""
+        return self.randomizations / max(self.batches, 1)
 
     @property
     def recorded(self) -> PassCount:
@@ -64,23 +72,26 @@ def measure_pipeline(spec: JobSpec, out: str) -> PipelineMeasurement:
     device = runner.model.device
     warm_up, _ = next(runner._batches(state.tasks[0].records[:1]))
     if warm_up is not None:
-        runner.evaluator.evaluate(warm_up, shard=-1)
+        runner.evaluator.evaluate(warm_up)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    counts = replace(runner.evaluator.counts)
     with PassRecorder(runner.model.module) as recorder:
         started = time.perf_counter()
         images = sum(runner.run(task)["images"] for task in state.tasks)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
-    states = 1 + (len(spec.randomization.seeds) * len(runner.plan.stages) if spec.randomization.enabled else 0)
+    after = runner.evaluator.counts
     return PipelineMeasurement(
         images=images,
         seconds=seconds,
-        states=states,
+        states=runner.evaluator.walk.states_per_batch,
+        batches=after.batches - counts.batches,
+        randomizations=after.randomizations - counts.randomizations,
         methods=[m.id for m in runner.evaluator.methods],
         calls=recorder.calls,
-        expected=expected_passes(spec, runner.plan, runner.evaluator.methods),
+        expected=expected_passes(runner.evaluator),
         peak_memory_bytes=peak_memory(device),
         runner=runner,
     )

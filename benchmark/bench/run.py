@@ -19,6 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config.spec import JobSpec, MetricsSpec
 from ..experiments.targets import reference_targets
+from ..models.threads import intra_op_threads
+from .accounting import uncounted
 from .bare import bare_seconds
 from .pipeline import PipelineMeasurement, measure_pipeline
 from .quantus_mprt import QUANTUS_METHODS, measure_quantus, quantus_version
@@ -42,13 +44,17 @@ def comparison_spec(spec: JobSpec) -> JobSpec | None:
     methods = [m for m in spec.methods if m.name in QUANTUS_METHODS and m.label is None]
     if not methods:
         return None
-    return spec.model_copy(
+    comparison = spec.model_copy(
         update={
             "methods": methods,
+            # the similarity Quantus' MPRT is run with (quantus_mprt.py: its ssim), on max-abs normalized maps
             "metrics": MetricsSpec(similarities=["ssim"], normalizations=["max_abs"], absolute=[False]),
             "occlusion": spec.occlusion.model_copy(update={"enabled": False}),
         }
     )
+    # MPRT only: the job's other registered experiments (the repaired checks, ...) are left out
+    comparison.__pydantic_extra__ = {}
+    return comparison
 
 
 def _images_and_targets(measurement: PipelineMeasurement, spec: JobSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,6 +71,12 @@ def _images_and_targets(measurement: PipelineMeasurement, spec: JobSpec) -> tupl
 
 
 def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int = 3) -> dict[str, Any]:
+    """Every figure with ``runtime.threads`` torch threads, as the pipeline runs (bare passes and Quantus too)."""
+    with intra_op_threads(spec.runtime.threads):
+        return _run_bench(spec, out, with_quantus, repeats)
+
+
+def _run_bench(spec: JobSpec, out: Path, with_quantus: bool, repeats: int) -> dict[str, Any]:
     full = measure_pipeline(spec, str(out / "full"))
     device = full.runner.model.device
     shape = (3, spec.dataset.crop, spec.dataset.crop)
@@ -84,9 +96,12 @@ def run_bench(spec: JobSpec, out: Path, with_quantus: bool = True, repeats: int 
         "image_size": spec.dataset.crop,
         "images": full.images,
         "model_states": full.states,
+        "randomizations_per_batch": full.randomizations_per_batch,
+        "batches": full.batches,
         "methods": full.methods,
         "passes_per_image_expected": {"forward_backward": full.expected.forward_backward, "forward": full.expected.forward_only},
         "passes_per_image_recorded": {"forward_backward": recorded.forward_backward, "forward": recorded.forward_only},
+        "methods_not_counted_in_advance": uncounted(methods),
         "backward_passes_per_image_by_rules": full.backward_passes_by_rules(),
         "replayed_passes_per_image": full.replayed_passes(),
         "pipeline_seconds": full.seconds,
@@ -126,8 +141,12 @@ def format_report(report: dict[str, Any]) -> str:
         ("device", f"{report['device']} ({report['torch_threads']} threads)"),
         ("model / input", f"{report['model']} / {report['image_size']}x{report['image_size']}"),
         ("images × model states", f"{report['images']} × {report['model_states']}"),
+        ("randomizations per batch", f"{report['randomizations_per_batch']:g} (one per randomized model state, "
+                                     f"{report['batches']} batches)"),
         ("methods", ", ".join(report["methods"])),
-        ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])),
+        ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])
+         + (f" (without {', '.join(report['methods_not_counted_in_advance'])}: passes not known in advance)"
+            if report.get("methods_not_counted_in_advance") else "")),
         ("passes per image (recorded)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_recorded"])),
         ("bottom forward reused", f"in {report['replayed_passes_per_image']} of the fwd+bwd passes per image"),
         ("pipeline time", f"{report['pipeline_seconds']:.2f} s"),

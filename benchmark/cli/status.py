@@ -27,6 +27,18 @@ def _ranges(shards: list[int]) -> str:
     return ", ".join(parts)
 
 
+def _writer(out: str) -> str:
+    """Who holds the output's lease (a driver writing it now), if anyone."""
+    from ..engine.lease import read_lease
+    from ..results import OutputStore
+
+    lease = read_lease(OutputStore(out))
+    if lease is None:
+        return "none (no driver holds the output's lease)"
+    stale = lease.stale()
+    return f"{lease.describe()}" + (f" — stale: {stale}; the next run takes it over" if stale else "")
+
+
 def show_status(args: argparse.Namespace) -> int:
     from ..engine.status import format_scheduling, status
 
@@ -38,6 +50,7 @@ def show_status(args: argparse.Namespace) -> int:
     manifest = report["manifest"]
     print(f"run       {report['name']} ({report['run_id']}), spec hash {report['spec_hash']}")
     print(f"output    {report['out']}")
+    print(f"writer    {_writer(args.out)}")
     print(f"shards    {len(report['done'])}/{report['shards_total']} done, {len(report['missing'])} missing, {len(report['failed'])} failed")
     print(f"  done    {_ranges(report['done'])}")
     print(f"  missing {_ranges(report['missing'])}")
@@ -51,6 +64,9 @@ def show_status(args: argparse.Namespace) -> int:
     if report["done"]:
         print(f"compute   {report['shard_seconds']:.1f} s over committed shards "
               f"({report['shard_seconds'] / len(report['done']):.2f} s per shard)")
+    for method, kinds in sorted(report["degenerate_maps"].items()):
+        found = ", ".join(f"{count} {kind.replace('_', '-')}" for kind, count in sorted(kinds.items()))
+        print(f"warning   {method}: trained-model maps {found} (images)")
     last = manifest.get("last_attempt")
     if last:
         print(f"last run  {last['seconds']:.1f} s, {last['shards_run']} shards run, failed: {last['shards_failed'] or 'none'}")

@@ -38,7 +38,7 @@ class Preprocess:
     def from_spec(cls, spec: DatasetSpec) -> "Preprocess":
         if spec.resize is not None:
             resize = spec.resize
-        elif spec.kind in ("coco", "voc"):
+        elif spec.kind in ("coco", "voc", "digits"):
             resize = spec.crop
         else:
             resize = round(spec.crop * 256 / 224)

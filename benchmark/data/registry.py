@@ -7,6 +7,7 @@ from typing import Callable
 from ..config.spec import DatasetSpec, JobSpec
 from .base import ImageDataset, ImageRecord
 from .coco import CocoDetection
+from .digits import DigitImages
 from .imagenet import ImageNetVal
 from .samples import SampleImages
 from .synthetic import SyntheticImages
@@ -24,6 +25,7 @@ DATASETS: dict[str, DatasetFactory] = {
         d.root, d.split, d.annotation_file, d.images_dir, n, d.box_fraction, d.skip_flagged_boxes
     ),
     "voc": lambda d, n: VocDetection(d.root, d.split, n, d.box_fraction, d.skip_flagged_boxes),
+    "digits": lambda d, n: DigitImages(d.split),
 }
 
 
@@ -34,7 +36,10 @@ def dataset_from_spec(dataset: DatasetSpec, num_classes: int) -> ImageDataset:
         raise ValueError(
             f"dataset.kind '{dataset.kind}' has no reader installed; available: {', '.join(DATASETS)}"
         ) from None
-    return factory(dataset, num_classes)
+    built = factory(dataset, num_classes)
+    if hasattr(built, "read_timeout"):
+        built.read_timeout = dataset.read_timeout
+    return built
 
 
 def build_dataset(spec: JobSpec) -> ImageDataset:

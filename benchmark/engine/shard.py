@@ -25,13 +25,14 @@ from ..data.base import ImageRecord
 from ..data.loader import prefetch_batches
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
+from ..models.threads import intra_op_threads
 from ..results import OutputStore, ShardWriter, table_schema
 from .plan import ShardTask
 from .progress import ProgressSink, StateWork
 
 
 def partition_of(spec: JobSpec) -> dict[str, str]:
-    return {"model": spec.model.name, "dataset": spec.dataset.kind}
+    return {"model": spec.model.model_id, "dataset": spec.dataset.kind}
 
 
 def default_worker_name() -> str:
@@ -78,7 +79,7 @@ class ShardRunner:
         self.spec = spec
         self.worker = worker or default_worker_name()
         self.model = load_model(spec, device)
-        self.plan = plan_for(spec, self.model.module)
+        self.plan = plan_for(spec, self.model.module, self.model.definition)
         self.evaluator = BatchEvaluator(spec, self.model, self.plan)
         self.dataset = build_dataset(spec)
         self.preprocess = Preprocess.from_spec(spec.dataset)
@@ -112,6 +113,13 @@ class ShardRunner:
         return report
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
+        """Evaluate, write and commit one shard, with ``runtime.threads`` torch threads whatever the
+        machine (numbers must not depend on where a shard ran)."""
+        with intra_op_threads(self.spec.runtime.threads):
+            return self._run(task, attempt)
+
+    def _run(self, task: ShardTask, attempt: int) -> dict:
+        self.evaluator.degenerate_maps.take()  # drop what a failed earlier try (or a warm-up) left behind
         started = time.perf_counter()
         parts: dict[str, list[pa.Table]] = defaultdict(list)
         errors: list[LoadError] = []
@@ -123,7 +131,7 @@ class ShardRunner:
                 continue
             images += len(batch)
             report = self._reporter(task, attempt, len(batch))
-            for name, table in self.evaluator.evaluate(batch, task.shard, save_maps, report).items():
+            for name, table in self.evaluator.evaluate(batch, save_maps, report).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started
         tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}
@@ -138,11 +146,13 @@ class ShardRunner:
             "device": str(self.model.device),
             "attempt": attempt,
         }
+        degenerate = self.evaluator.degenerate_maps.take()  # method -> all_zero / non_finite -> images
         tables["shards"] = pa.table(
             {
                 **{key: [summary[key]] for key in ("shard", "images", "errors", "seconds", "worker", "device", "attempt")},
                 "finished_at": pa.array([datetime.now(timezone.utc)], table_schema("shards").arrow.field("finished_at").type),
             }
         )
-        self.writer.commit(task.shard, tables, {"spec_hash": self.spec_hash, "worker": self.worker, "attempt": attempt})
-        return summary
+        info = {"spec_hash": self.spec_hash, "worker": self.worker, "attempt": attempt, "degenerate_maps": degenerate}
+        self.writer.commit(task.shard, tables, info)
+        return {**summary, "degenerate_maps": degenerate}

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..results import OutputStore, committed_shards, failed_shards, read_table
 from ..results.errors import load_failures
+from ..results.reader import degenerate_maps, run_spec_hashes
 from ..results.store import MANIFEST
 
 
@@ -20,7 +21,8 @@ def status(out: str) -> dict[str, Any]:
     if manifest is None:
         raise FileNotFoundError(f"{out}: no {MANIFEST}; this is not the output of a run (or it has not started)")
     planned = [s["shard"] for s in manifest["shard_plan"]["shards"]]
-    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
+    hashes = run_spec_hashes(manifest)
+    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") in hashes}
     failed = failed_shards(store)
     errors = read_table(store, "errors", columns=["where", "image_id", "source", "reason"])
     shards = read_table(store, "shards", columns=["images", "seconds"])
@@ -38,6 +40,7 @@ def status(out: str) -> dict[str, Any]:
         "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
         "load_failures": {group.reason: group.image_ids for group in load_failures(errors)},
         "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
+        "degenerate_maps": degenerate_maps(store),
         "last_attempt": manifest.get("last_attempt"),
         "manifest": manifest,
     }

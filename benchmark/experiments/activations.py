@@ -3,8 +3,8 @@
 Per image and layer, the layer's output values are pooled over space and channels ("because
 usually a convolution kernel takes all channels as input", supplement I) and summarised by the 18
 quantiles 0.95, 0.90, …, 0.10 and the fraction of non-positive values (supplement J, Fig. 10).
-They are taken in the same forward pass that gives the stage-0 logits (forward hooks, no extra
-pass) and written to the ``activations`` table.
+They are taken in the trained model's forward pass that every batch makes anyway (forward hooks,
+no extra pass) and written to the ``activations`` table.
 
 In aggregation the quantiles are averaged over images (``mean_quantiles``) and turned into the
 probability that the small activations overtake the large ones under random weights
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,10 +24,11 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor, nn
 
-from ..config.spec import ActivationsSpec
+from ..config.spec import ActivationsSpec, JobSpec
 from ..models.bundle import ModelBundle
-from .context import BatchState
+from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index, list_column
+from .state import Batch, ModelState
 
 QUANTILES: tuple[float, ...] = tuple(round(0.95 - 0.05 * i, 2) for i in range(18))  # 0.95 … 0.10
 Q_HIGH: tuple[float, ...] = (0.95, 0.90, 0.85)
@@ -81,14 +82,38 @@ def batched_quantiles(values: Tensor, quantiles: Tensor) -> Tensor:
     return ordered[:, low] + (ordered[:, high] - ordered[:, low]) * fraction
 
 
-class ActivationStatistics:
+@register_experiment("activations")
+class ActivationStatistics(Experiment):
     """Per-image quantiles and non-positive fraction of chosen layers, recorded during a forward pass."""
+
+    tables = ("activations",)
 
     def __init__(self, spec: ActivationsSpec, model: ModelBundle) -> None:
         self.spec, self.model = spec, model
         self.layers = activation_layers(spec, model)
         self.quantiles = torch.tensor(QUANTILES, dtype=torch.float64)
         self._records: dict[str, tuple[Tensor, Tensor]] = {}
+        self.image_ids: list[str] = []
+
+    @classmethod
+    def build(cls, setup: Setup) -> "ActivationStatistics":
+        return cls(setup.spec.activations, setup.model)
+
+    @classmethod
+    def observes_randomized_states(cls, spec: JobSpec) -> bool:
+        return False  # statistics of the trained model (supplement I, J)
+
+    def trained_forward(self) -> AbstractContextManager:
+        return self.capture()
+
+    def start(self, batch: Batch) -> None:
+        self.image_ids, self._records = batch.image_ids, {}
+
+    def observe(self, state: ModelState) -> None:
+        """Nothing to do: the trained forward pass was recorded (``trained_forward``)."""
+
+    def finish(self) -> dict[str, pa.Table]:
+        return {"activations": self.table(self.image_ids)}
 
     def _hook(self, name: str) -> Callable:
         def record(module: nn.Module, inputs: tuple, output: Tensor) -> None:
@@ -116,11 +141,8 @@ class ActivationStatistics:
             for handle in handles:
                 handle.remove()
 
-    def evaluate(self, state: BatchState) -> dict[str, pa.Table]:
-        """The ``activations`` rows of the forward pass ``capture`` recorded for this batch."""
-        return {"activations": self.table(state.image_ids, state.shard)}
-
-    def table(self, image_ids: list[str], shard: int) -> pa.Table:
+    def table(self, image_ids: list[str]) -> pa.Table:
+        """The ``activations`` rows of the forward pass ``capture`` recorded."""
         missing = [name for name in self.layers if name not in self._records]
         if missing:
             raise RuntimeError(f"activations: layers {missing} did not run in the captured forward pass")
@@ -136,7 +158,6 @@ class ActivationStatistics:
                 "levels": list_column(np.tile(np.asarray(QUANTILES, dtype=np.float32), (count, 1))),
                 "quantiles": list_column(quantiles.reshape(count, len(QUANTILES))),
                 "nonpositive": pa.array(nonpositive.ravel().astype(np.float64)),
-                "shard": pa.array(np.full(count, shard, dtype=np.int32)),
             }
         )
 

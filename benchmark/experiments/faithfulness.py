@@ -2,20 +2,64 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import torch
 
-from ..attribution import AttributionMethod
-from ..config.spec import OcclusionSpec
+from ..attribution import AttributionMethod, Passes
+from ..config.spec import JobSpec, OcclusionSpec
 from ..models.bundle import ModelBundle
+from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index, list_column
 from .occlusion import OcclusionCurves, box_blur, occlusion_curves
+from .state import Batch, ModelState
 
 
-class FaithfulnessCheck:
-    def __init__(self, spec: OcclusionSpec, model: ModelBundle, methods: list[AttributionMethod], chunk_size: int):
+def occlusion_forwards(spec: OcclusionSpec, methods: int, image_size: int) -> int:
+    """Forward passes per image of the occlusion curves: f0 once per kernel, then every step that
+    still occludes a new tile (beyond all tiles the curve is flat and not recomputed)."""
+    total = 0
+    for kernel in spec.kernels:
+        tiles = math.ceil(image_size / kernel) ** 2
+        total += 1 + methods * min(spec.steps, tiles)
+    return total
+
+
+@register_experiment("occlusion")
+class FaithfulnessCheck(Experiment):
+    tables = ("occlusion",)
+
+    def __init__(self, spec: OcclusionSpec, model: ModelBundle, methods: list[AttributionMethod], chunk_size: int,
+                 image_size: int):
         self.spec, self.model, self.methods, self.chunk_size = spec, model, methods, chunk_size
+        self.image_size = image_size
+        self._rows: pa.Table | None = None
+
+    @classmethod
+    def build(cls, setup: Setup) -> "FaithfulnessCheck":
+        return cls(setup.spec.occlusion, setup.model, setup.methods, setup.chunk_size, setup.spec.dataset.crop)
+
+    def explains(self) -> list[AttributionMethod]:
+        return self.methods
+
+    def own_passes(self, states: int) -> Passes:
+        return Passes(forward=occlusion_forwards(self.spec, len(self.methods), self.image_size), backward=0)
+
+    @classmethod
+    def observes_randomized_states(cls, spec: JobSpec) -> bool:
+        return False  # faithfulness is a property of the trained model's maps
+
+    def start(self, batch: Batch) -> None:
+        self.batch, self._rows = batch, None
+
+    def observe(self, state: ModelState) -> None:
+        curves = self.run(self.batch.pixels, state.maps_of(self.methods), state.targets)
+        self._rows = self.table(curves, self.batch.image_ids, state.targets)
+
+    def finish(self) -> dict[str, pa.Table]:
+        return {} if self._rows is None else {"occlusion": self._rows}
 
     def run(self, pixels: torch.Tensor, maps: list[torch.Tensor], targets: torch.Tensor) -> list[OcclusionCurves]:
         """Curves for every kernel; ``maps`` are the methods' stage-0 maps [N,H,W]."""
@@ -29,7 +73,7 @@ class FaithfulnessCheck:
             for kernel in self.spec.kernels
         ]
 
-    def table(self, curves: list[OcclusionCurves], image_ids: list[str], targets: torch.Tensor, shard: int) -> pa.Table:
+    def table(self, curves: list[OcclusionCurves], image_ids: list[str], targets: torch.Tensor) -> pa.Table:
         target_array = targets.cpu().numpy().astype(np.int32)
         pieces = []
         for result in curves:
@@ -49,7 +93,6 @@ class FaithfulnessCheck:
                         "logit_curve": list_column(result.logit.cpu().numpy().reshape(count, length)),
                         "auc": pa.array(result.auc().cpu().numpy().ravel().astype(np.float64)),
                         "aopc": pa.array(result.aopc().cpu().numpy().ravel().astype(np.float64)),
-                        "shard": pa.array(np.full(count, shard, dtype=np.int32)),
                     }
                 )
             )

@@ -14,31 +14,33 @@ method's explanation of the model output: of the trained model (stage 0, seed nu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import torch
 from torch import Tensor
 
-from ..attribution import AttributionContext, AttributionMethod, reduce_channels
+from ..attribution import AttributionMethod, Passes, reduce_channels
 from ..attribution.backward import tiles
 from ..attribution.lrp import LRP, build_composite
 from ..config.spec import KeptActivationSpec, MetricsSpec
 from ..metrics import MapComparer
 from ..models.bundle import ModelBundle
-from ..models.randomization import RandomizationPlan, Randomizer
-from .context import BatchState
+from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index
 from .maps import MapRows
-from .stages import stage_walk
-from .targets import needs_stage_forward, stage_targets
+from .state import Batch, ModelState
 
 
-def layer_relevance(model: ModelBundle, method: LRP, inputs: Tensor, layer: str, chunk_size: int) -> Tensor:
-    """Input relevance [N, C, H, W] of the sum of ``layer``'s output activations under ``method``'s rules.
+def layer_relevance(
+    model: ModelBundle, method: LRP, inputs: Tensor, layer: str, chunk_size: int, side: Literal["output", "input"] = "output"
+) -> Tensor:
+    """Input relevance [N, C, H, W] of the sum of ``layer``'s output (or input) activations under ``method``'s rules.
 
     One forward and one backward pass per chunk, with the method's composite registered: the
-    output of ``layer`` is captured in the forward pass and seeded with itself.
+    output of ``layer`` (``side='input'``: the tensor it receives, i.e. what the modules below it
+    hand up) is captured in the forward pass and seeded with itself.
     """
     module = dict(model.module.named_modules())[layer]
     result = torch.zeros_like(inputs)
@@ -46,8 +48,12 @@ def layer_relevance(model: ModelBundle, method: LRP, inputs: Tensor, layer: str,
         captured: list[Tensor] = []
         composite = build_composite(method.spec, model, inputs)
         with composite.context(model.module), torch.inference_mode(False), torch.enable_grad():
-            # registered after the composite's hooks, so it sees the output they attached to
-            handle = module.register_forward_hook(lambda m, i, output: captured.append(output))
+            if side == "output":
+                # registered after the composite's hooks, so it sees the output they attached to
+                handle = module.register_forward_hook(lambda m, i, output: captured.append(output))
+            else:
+                # before the composite's hooks on the module, so it sees the tensor as the modules below made it
+                handle = module.register_forward_pre_hook(lambda m, args: captured.append(args[0]), prepend=True)
             try:
                 x = inputs[images].detach().clone().requires_grad_(True)
                 model.module(x)
@@ -68,62 +74,66 @@ class KeptFeaturesGrid:
     values: np.ndarray
 
 
-class KeptFeatureExplanation:
+@register_experiment("kept_activation_explanation")
+class KeptFeatureExplanation(Experiment):
+    tables = ("kept_features", "maps")
+
     def __init__(
         self,
         spec: KeptActivationSpec,
         metrics: MetricsSpec,
         model: ModelBundle,
         methods: list,
-        plan: RandomizationPlan,
-        seeds: list[int],
-        randomizer: Randomizer,
-        target_policy: str,
+        mode: str,
         chunk_size: int,
         split_after: str | None,
     ) -> None:
         self.layer = spec.layer or split_after
         if self.layer not in dict(model.module.named_modules()):
             raise ValueError(f"kept_activation_explanation.layer: '{self.layer}' is not a module of {model.name}")
-        self.positions = [i for i, m in enumerate(methods) if isinstance(m, LRP)]
-        if not self.positions:
+        self.methods: list[LRP] = [m for m in methods if isinstance(m, LRP)]
+        if not self.methods:
             raise ValueError("kept_activation_explanation needs at least one 'lrp' method in methods")
-        self.methods: list[LRP] = [methods[i] for i in self.positions]
-        self.model, self.plan, self.seeds, self.randomizer = model, plan, list(seeds), randomizer
-        self.target_policy, self.chunk_size = target_policy, chunk_size
+        self.model, self.chunk_size = model, chunk_size
         self.comparer = MapComparer(metrics)
-        self.maps = MapRows("kept_features", spec.map_size, plan.mode) if spec.save_maps else None
+        self.maps = MapRows("kept_features", spec.map_size, mode) if spec.save_maps else None
 
-    def run(
-        self, inputs: Tensor, image_ids: list[str], targets: Tensor, reference_maps: list[Tensor]
-    ) -> KeptFeaturesGrid:
-        """``reference_maps``: every job method's stage-0 maps (as the batch evaluator computed them)."""
+    @classmethod
+    def build(cls, setup: Setup) -> "KeptFeatureExplanation":
+        spec = setup.spec
+        return cls(spec.kept_activation_explanation, spec.metrics, setup.model, setup.methods, setup.plan.mode,
+                   setup.chunk_size, spec.randomization.split_after)
+
+    def explains(self) -> list[AttributionMethod]:
+        return list(self.methods)
+
+    def own_passes(self, states: int) -> Passes:
+        return Passes(forward=0, backward=len(self.methods))  # the kept layer's explanation, trained model only
+
+    def start(self, batch: Batch) -> None:
+        self.batch = batch
+        self.kept: list = []
+        self.states: list[tuple[int | None, int]] = []
+        self.values: list[Tensor] = []
         if self.maps is not None:
-            self.maps.add_input(inputs * self.model.std + self.model.mean)
-        kept = []
-        for method in self.methods:
-            relevance = layer_relevance(self.model, method, inputs, self.layer, self.chunk_size)
-            maps = reduce_channels(relevance, method.reduction)
-            kept.append(self.comparer.prepare(maps))
-            self._keep(maps, method, None, 0, "kept")
-        output = [reference_maps[i] for i in self.positions]
-        values = [self._compare(kept, output, None, 0, targets)]
-        states: list[tuple[int | None, int]] = [(None, 0)]
-        with stage_walk(self.randomizer, self.plan, self.seeds) as walk:
-            for seed, stage in walk:
-                logits = None
-                if needs_stage_forward(self.target_policy):
-                    with torch.no_grad():
-                        logits = self.model.module(inputs)
-                target = stage_targets(self.target_policy, targets, logits)
-                context = AttributionContext(image_ids, seed, stage.index, self.chunk_size, {})
-                output = [
-                    reduce_channels(method.attribute(self.model, inputs, target, context), method.reduction)
-                    for method in self.methods
-                ]
-                values.append(self._compare(kept, output, seed, stage.index, target))
-                states.append((seed, stage.index))
-        return KeptFeaturesGrid(states, torch.stack(values).cpu().numpy())
+            self.maps.clear()
+            self.maps.add_input(batch.pixels)  # what was explained, for the figures
+
+    def observe(self, state: ModelState) -> None:
+        """The trained model: the kept layer's explanation (prepared once); every state: the methods'
+        explanation of the output (the maps the state shares with the other experiments) against it."""
+        if state.trained:
+            for method in self.methods:
+                relevance = layer_relevance(self.model, method, self.batch.inputs, self.layer, self.chunk_size)
+                maps = reduce_channels(relevance, method.reduction)
+                self.kept.append(self.comparer.prepare(maps))
+                self._keep(maps, method, None, 0, "kept")
+        self.values.append(self._compare(self.kept, state.maps_of(self.methods), state.seed, state.index, state.targets))
+        self.states.append((state.seed, state.index))
+
+    def finish(self) -> dict[str, pa.Table]:
+        grid = KeptFeaturesGrid(self.states, torch.stack(self.values).cpu().numpy())
+        return self.rows(grid, self.batch.image_ids)
 
     def _compare(self, kept: list, output: list[Tensor], seed: int | None, stage: int, targets: Tensor) -> Tensor:
         for method, maps in zip(self.methods, output):
@@ -135,11 +145,7 @@ class KeptFeatureExplanation:
         if self.maps is not None:
             self.maps.add(maps, method, seed, stage, component, targets)
 
-    def evaluate(self, state: BatchState) -> dict[str, pa.Table]:
-        grid = self.run(state.inputs, state.image_ids, state.targets, state.reference_maps)
-        return self.tables(grid, state.image_ids, state.shard)
-
-    def tables(self, grid: KeptFeaturesGrid, image_ids: list[str], shard: int) -> dict[str, pa.Table]:
+    def rows(self, grid: KeptFeaturesGrid, image_ids: list[str]) -> dict[str, pa.Table]:
         states, methods, keys, images = grid_index(grid.values.shape)
         count = states.size
         key_list = self.comparer.keys
@@ -155,12 +161,11 @@ class KeptFeatureExplanation:
                     "normalization": axis_column([k.normalization for k in key_list], keys, pa.string()),
                     "absolute": axis_column([k.absolute for k in key_list], keys, pa.bool_()),
                     "value": pa.array(grid.values.ravel().astype(np.float64)),
-                    "shard": pa.array(np.full(count, shard, dtype=np.int32)),
                 }
             )
         }
         if self.maps is not None:
-            maps = self.maps.table(image_ids, shard)
+            maps = self.maps.table(image_ids)
             if maps is not None:
                 tables["maps"] = maps
         return tables

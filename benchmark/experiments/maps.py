@@ -58,16 +58,20 @@ class MapRows:
         """Keep the images themselves, unnormalized [N, 3, H, W] in [0, 1]."""
         self._pieces.append(_Piece(self._sized(pixels), "input", None, None, 0, None, None))
 
-    def table(self, image_ids: list[str], shard: int) -> pa.Table | None:
+    def clear(self) -> None:
+        """Forget what was kept (a new batch)."""
+        self._pieces = []
+
+    def table(self, image_ids: list[str]) -> pa.Table | None:
         pieces, self._pieces = self._pieces, []
         if not pieces:
             return None
         inputs = [p for p in pieces if p.kind == "input"]
         maps = [p for p in pieces if p.kind == "map"]
-        tables = [self._rows(group, image_ids, shard) for group in (inputs, maps) if group]
+        tables = [self._rows(group, image_ids) for group in (inputs, maps) if group]
         return pa.concat_tables(tables)
 
-    def _rows(self, pieces: list[_Piece], image_ids: list[str], shard: int) -> pa.Table:
+    def _rows(self, pieces: list[_Piece], image_ids: list[str]) -> pa.Table:
         stacked = torch.cat([p.arrays for p in pieces]).numpy()  # [pieces * images, ...]
         count = stacked.shape[0]
         rows, images = grid_index((len(pieces), len(image_ids)))
@@ -92,6 +96,5 @@ class MapRows:
                 "shape": shape,
                 "values": values,
                 "scale": scale,
-                "shard": pa.array(np.full(count, shard, dtype=np.int32)),
             }
         )

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from zennit.core import Composite
 
-from ..attribution import reduce_channels
+from ..attribution import Passes, reduce_channels
 from ..attribution.backward import AtInput, path_gradient
 from ..attribution.canonizers import has_identity_skip
 from ..attribution.lrp import CANONIZERS, LRP, build_composite
@@ -34,14 +34,13 @@ from ..attribution.rules import SelectedSum
 from ..config.spec import MetricsSpec, SkipPathSpec
 from ..metrics import MapComparer
 from ..models.bundle import ModelBundle
-from ..models.randomization import RandomizationPlan, Randomizer
-from .context import BatchState
+from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index
 from .maps import MapRows
-from .stages import stage_walk
-from .targets import needs_stage_forward, stage_targets
+from .state import Batch, ModelState
 
 COMPONENTS = ("skip", "residual", "total")
+SIMILARITIES = ("ssim", "spearman")  # the table's similarity columns (registered metrics)
 SKIP, RESIDUAL = 0, 1  # positions in the canonized stack([skip, residual], dim=-1)
 
 
@@ -62,6 +61,38 @@ def residual_sum(model: ModelBundle, block: str) -> str:
             "EfficientNet block with an identity skip)"
         )
     return name
+
+
+def residual_blocks(model: ModelBundle) -> set[str]:
+    """The blocks whose residual sum the model's canonizer exposes as ``<block>.canonizer_sum`` (ResNet
+    blocks; EfficientNet blocks with an identity skip); empty for models without skip connections."""
+    if model.family not in CANONIZERS:
+        return set()
+    composite = Composite(canonizers=CANONIZERS[model.family]())
+    with composite.context(model.module):
+        names = [name for name, _ in model.module.named_modules()]
+    modules = dict(model.module.named_modules())
+    blocks = {name.removesuffix(".canonizer_sum") for name in names if name.endswith(".canonizer_sum")}
+    return {block for block in blocks if model.family != "efficientnet" or has_identity_skip(modules[block])}
+
+
+def enclosing_block(module: str, blocks: set[str]) -> str | None:
+    """The innermost of ``blocks`` that contains ``module`` (by name), or None."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in blocks:
+            return ".".join(parts[:end])
+    return None
+
+
+def branch_relevance(
+    model: ModelBundle, method: LRP, sum_name: str, index: int, inputs: Tensor, targets: Tensor, chunk_size: int
+) -> Tensor:
+    """Input relevance [N, C, H, W] of ``method`` that flows through summand ``index`` (SKIP or RESIDUAL) of
+    the residual sum ``sum_name`` only: one backward pass per chunk, the other summand's share dropped."""
+    composite = select_summand(build_composite(method.spec, model, inputs), sum_name, index)
+    with composite.context(model.module):
+        return path_gradient(model.module, AtInput(inputs), targets, chunk_size, output=method.spec.output_relevance)
 
 
 def select_summand(composite: Composite, sum_name: str, index: int) -> Composite:
@@ -85,40 +116,62 @@ class SkipPathGrid:
     spearman: np.ndarray
 
 
-class SkipPathDecomposition:
-    def __init__(
-        self,
-        spec: SkipPathSpec,
-        metrics: MetricsSpec,
-        model: ModelBundle,
-        methods: list,
-        plan: RandomizationPlan,
-        seeds: list[int],
-        randomizer: Randomizer,
-        target_policy: str,
-        chunk_size: int,
-    ) -> None:
-        self.spec, self.model, self.plan, self.seeds = spec, model, plan, list(seeds)
-        self.randomizer, self.target_policy, self.chunk_size = randomizer, target_policy, chunk_size
+@register_experiment("skip_path")
+class SkipPathDecomposition(Experiment):
+    tables = ("skip_path", "maps")
+
+    def __init__(self, spec: SkipPathSpec, metrics: MetricsSpec, model: ModelBundle, methods: list, mode: str,
+                 chunk_size: int) -> None:
+        self.spec, self.model, self.chunk_size = spec, model, chunk_size
         self.methods: list[LRP] = [m for m in methods if isinstance(m, LRP)]
         if not self.methods:
             raise ValueError("skip_path needs at least one 'lrp' method in methods (the split is an LRP rule)")
         self.sum_name = residual_sum(model, spec.block)
         similarity = MetricsSpec(
-            similarities=["ssim", "spearman"], normalizations=["second_moment"], absolute=[False], ssim=metrics.ssim
+            similarities=list(SIMILARITIES), normalizations=["second_moment"], absolute=[False], ssim=metrics.ssim
         )
         self.comparer = MapComparer(similarity)
-        self.maps = MapRows("skip_path", spec.map_size, plan.mode) if spec.save_maps else None
+        self.maps = MapRows("skip_path", spec.map_size, mode) if spec.save_maps else None
+
+    @classmethod
+    def build(cls, setup: Setup) -> "SkipPathDecomposition":
+        spec = setup.spec
+        return cls(spec.skip_path, spec.metrics, setup.model, setup.methods, setup.plan.mode, setup.chunk_size)
+
+    def own_passes(self, states: int) -> Passes:
+        return Passes(forward=0, backward=2 * len(self.methods) * states)  # skip and residual part, per state
+
+    def start(self, batch: Batch) -> None:
+        self.batch = batch
+        self.states: list[tuple[int | None, int]] = []
+        self.results: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.reference: list | None = None
+        if self.maps is not None:
+            self.maps.clear()
+            self.maps.add_input(batch.pixels)  # what was explained, for the figures
+
+    def observe(self, state: ModelState) -> None:
+        relevance, ssim, spearman, prepared = self._state(
+            self.batch.inputs, state.targets, state.seed, state.index, self.reference
+        )
+        if state.trained:
+            self.reference = prepared
+        self.results.append((relevance, ssim, spearman))
+        self.states.append((state.seed, state.index))
+
+    def finish(self) -> dict[str, pa.Table]:
+        relevance, ssim, spearman = (torch.stack(column).cpu().numpy() for column in zip(*self.results))
+        grid = SkipPathGrid(
+            self.states, relevance.astype(np.float64), ssim.astype(np.float64), spearman.astype(np.float64)
+        )
+        return self.rows(grid, self.batch.image_ids)
 
     def components(self, method: LRP, inputs: Tensor, targets: Tensor) -> Tensor:
         """Input relevance through the skip and through the residual branch, [2, N, C, H, W]."""
-        parts = []
-        for index in (SKIP, RESIDUAL):
-            composite = select_summand(build_composite(method.spec, self.model, inputs), self.sum_name, index)
-            output = method.spec.output_relevance
-            with composite.context(self.model.module):
-                parts.append(path_gradient(self.model.module, AtInput(inputs), targets, self.chunk_size, output=output))
-        return torch.stack(parts)
+        return torch.stack([
+            branch_relevance(self.model, method, self.sum_name, index, inputs, targets, self.chunk_size)
+            for index in (SKIP, RESIDUAL)
+        ])
 
     def _state(self, inputs: Tensor, targets: Tensor, seed: int | None, stage: int, reference: list | None):
         relevance, ssim, spearman, prepared = [], [], [], []
@@ -141,28 +194,7 @@ class SkipPathDecomposition:
                 spearman.append(values[:, 1])
         return torch.stack(relevance), torch.stack(ssim), torch.stack(spearman), prepared
 
-    def run(self, inputs: Tensor, targets: Tensor) -> SkipPathGrid:
-        if self.maps is not None:
-            self.maps.add_input(inputs * self.model.std + self.model.mean)
-        states: list[tuple[int | None, int]] = [(None, 0)]
-        relevance, ssim, spearman, reference = self._state(inputs, targets, None, 0, None)
-        results = [(relevance, ssim, spearman)]
-        with stage_walk(self.randomizer, self.plan, self.seeds) as walk:
-            for seed, stage in walk:
-                logits = None
-                if needs_stage_forward(self.target_policy):
-                    with torch.no_grad():
-                        logits = self.model.module(inputs)
-                target = stage_targets(self.target_policy, targets, logits)
-                results.append(self._state(inputs, target, seed, stage.index, reference)[:3])
-                states.append((seed, stage.index))
-        relevance, ssim, spearman = (torch.stack(column).cpu().numpy() for column in zip(*results))
-        return SkipPathGrid(states, relevance.astype(np.float64), ssim.astype(np.float64), spearman.astype(np.float64))
-
-    def evaluate(self, state: BatchState) -> dict[str, pa.Table]:
-        return self.tables(self.run(state.inputs, state.targets), state.image_ids, state.shard)
-
-    def tables(self, grid: SkipPathGrid, image_ids: list[str], shard: int) -> dict[str, pa.Table]:
+    def rows(self, grid: SkipPathGrid, image_ids: list[str]) -> dict[str, pa.Table]:
         states, methods, components, images = grid_index(grid.relevance.shape)
         count = states.size
         total = grid.relevance[:, :, 2:3, :]
@@ -181,12 +213,11 @@ class SkipPathDecomposition:
                     "share": pa.array(share.ravel()),
                     "ssim": _nullable(grid.ssim.ravel()),
                     "spearman": _nullable(grid.spearman.ravel()),
-                    "shard": pa.array(np.full(count, shard, dtype=np.int32)),
                 }
             )
         }
         if self.maps is not None:
-            maps = self.maps.table(image_ids, shard)
+            maps = self.maps.table(image_ids)
             if maps is not None:
                 tables["maps"] = maps
         return tables

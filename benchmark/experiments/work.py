@@ -1,58 +1,79 @@
-"""How much work a model state is, per image (DESIGN §10): the passes each method needs, the
-occlusion forwards, and what one randomized state costs next to the trained one. ``benchmark
-bench`` counts passes with it; the progress of a run weighs each reported state with it.
+"""How much work each model state of a batch is, per image (DESIGN §10), from what the walk and
+every experiment declare (``Experiment.explains_at``, ``Experiment.own_passes``): ``benchmark
+bench`` counts the passes it expects with it, and a run's progress weighs each reported state
+with it (the trained state draws the occlusion curves, so it is worth several randomized ones).
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..attribution import AttributionMethod
-from ..config.spec import JobSpec
+from ..attribution import AttributionMethod, Passes, passes_per_state
 
+if TYPE_CHECKING:
+    from .batch import BatchEvaluator
 
-def passes_per_state(methods: list[AttributionMethod]) -> int:
-    """Forward+backward passes per image to explain one model state with every method."""
-    shared: set[str] = set()
-    total = 0
-    for method in methods:
-        passes = method.passes()
-        if passes.shared is not None:
-            if passes.shared in shared:
-                continue
-            shared.add(passes.shared)
-        total += passes.backward
-    return total
+BACKWARD_COST = 3.0  # a forward+backward pass, in forward passes (the backward costs about two forwards)
 
 
-def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
-    """Forward passes per image of the occlusion curves: f0 once per kernel, then every step that
-    still occludes a new tile (beyond all tiles the curve is flat and not recomputed)."""
-    if not spec.occlusion.enabled:
-        return 0
-    total = 0
-    for kernel in spec.occlusion.kernels:
-        tiles = math.ceil(image_size / kernel) ** 2
-        total += 1 + methods * min(spec.occlusion.steps, tiles)
-    return total
+def _union(groups: list[list[AttributionMethod]]) -> list[AttributionMethod]:
+    return list({id(method): method for group in groups for method in group}.values())
 
 
-def state_costs(spec: JobSpec, methods: list[AttributionMethod]) -> tuple[float, float]:
-    """Work per image of the trained model state and of one randomized state, in forward-pass
-    equivalents (a backward pass counted as two forwards): what the progress estimate weighs
-    each reported state with. The trained state also draws the occlusion curves, so it is worth
-    several randomized states."""
-    explain = 3 * passes_per_state(methods)
-    lrp = sum(method.spec.name == "lrp" for method in methods)
-    experiments = 6 * lrp * spec.skip_path.enabled + 3 * lrp * spec.kept_activation_explanation.enabled
-    trained = 1 + explain + occlusion_forwards(spec, len(methods), spec.dataset.crop) + experiments
-    randomized = explain * spec.randomization.enabled + experiments + int(spec.logits.enabled)
-    randomized += int(spec.randomization.target == "own_prediction")
-    return float(trained), float(max(randomized, 1))
+def _add(a: Passes, b: Passes) -> Passes:
+    return Passes(forward=a.forward + b.forward, backward=a.backward + b.backward)
 
 
-def explanation_share(spec: JobSpec, methods: list[AttributionMethod]) -> float:
-    """The part of the trained state's work that explains it (the rest: occlusion and the
-    experiments' own passes)."""
-    trained, _ = state_costs(spec, methods)
-    return (1 + 3 * passes_per_state(methods)) / trained
+def _cost(passes: Passes) -> float:
+    return passes.forward + BACKWARD_COST * passes.backward
+
+
+@dataclass(frozen=True)
+class StatePasses:
+    """Model passes per image of one batch, split by model state."""
+
+    trained_maps: Passes  # the maps the experiments ask of the trained model
+    trained: Passes  # the whole trained state: its forward, its maps, the experiments' own passes
+    randomized: Passes  # every randomized state together
+    randomized_states: int
+
+    @property
+    def total(self) -> Passes:
+        return _add(self.trained, self.randomized)
+
+    @property
+    def costs(self) -> tuple[float, float]:
+        """Work per image of the trained state and of one randomized state (mean over the plan), in
+        forward-pass equivalents."""
+        each = _cost(self.randomized) / self.randomized_states if self.randomized_states else 0.0
+        return _cost(self.trained), each
+
+    @property
+    def explained(self) -> float:
+        """The part of the trained state's work done once its maps exist (its forward and the maps;
+        the rest: occlusion curves and the experiments' own passes)."""
+        return (1 + BACKWARD_COST * self.trained_maps.backward) / _cost(self.trained)
+
+
+def state_passes(evaluator: "BatchEvaluator") -> StatePasses:
+    """Per state: the maps of the methods the experiments ask of it (once per state, however many
+    ask), its forward pass where one is run, and each experiment's own passes (an experiment that
+    observes every state spends ``own_passes(1)`` on the trained one, the rest on the others)."""
+    walk, experiments, observers = evaluator.walk, evaluator.experiments, evaluator.randomized_observers
+    states = walk.states_per_batch
+    maps = Passes(forward=0, backward=passes_per_state(_union([e.explains_at(0) for e in experiments])))
+    trained, randomized = _add(maps, Passes(forward=1, backward=0)), Passes(forward=0, backward=0)
+    for stage in walk.plan.stages if walk.randomized else ():
+        asked = _union([e.explains_at(stage.index) for e in observers])
+        stage_passes = Passes(forward=int(walk.stage_forward), backward=passes_per_state(asked))
+        for _ in walk.seeds:
+            randomized = _add(randomized, stage_passes)
+    for experiment in experiments:
+        first = experiment.own_passes(1)
+        trained = _add(trained, first)
+        if experiment in observers and states > 1:
+            every = experiment.own_passes(states)
+            randomized = _add(randomized, Passes(forward=every.forward - first.forward,
+                                                 backward=every.backward - first.backward))
+    return StatePasses(maps, trained, randomized, states - 1)

@@ -7,79 +7,93 @@ The experiment code prepares the stage-0 maps once and compares every stage's ma
     values, bounds = comparer.compare(prepared, m)  # [K, N] each, rows in comparer.keys order
 
 Per key the order of operations is: absolute value (if ``absolute``) -> per-image normalization
--> metric. Everything runs batched on the maps' device; nothing is moved to the host.
+-> metric. Everything runs batched on the maps' device; nothing is moved to the host. The metrics
+themselves are registered objects (``base.Metric``; the paper's three in ``similarities``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from benchmark.config.spec import MetricsSpec
-from benchmark.metrics.bounds import (
-    MapMoments,
-    map_moments,
-    mse_bound_from_moments,
-    mse_noise_bound,
-    ssim_bound_from_stats,
-    ssim_noise_bound,
-)
+from benchmark.metrics.base import HEADLINE, METRICS, Metric, NoiseBound, default_metrics, metric, register_metric, unregister_metric
+from benchmark.metrics.bounds import mse_noise_bound, ssim_noise_bound
 from benchmark.metrics.distances import mse
+from benchmark.metrics.entropy import BIN_RULES, ENTROPY_CHANGE, HistogramBins, histogram_entropy
+from benchmark.metrics.masked import masked_normalize
 from benchmark.metrics.normalize import NORMALIZATIONS, check_maps, normalize_maps
-from benchmark.metrics.ranks import RankProfile, average_ranks, rank_profile, spearman, spearman_from_profiles
-from benchmark.metrics.ssim import (
-    LocalStats,
-    SSIMWindow,
-    local_stats,
-    pair_stats,
-    resolve_data_range,
-    ssim,
-    ssim_from_stats,
-)
+from benchmark.metrics.ranks import average_ranks, spearman
+from benchmark.metrics.scores import SCORES, Score, register_score, score
+from benchmark.metrics.similarities import MSE, SSIM, Spearman
+from benchmark.metrics.ssim import SSIMWindow, resolve_data_range, ssim
 
 __all__ = [
+    "BIN_RULES",
+    "ENTROPY_CHANGE",
+    "HEADLINE",
+    "HistogramBins",
+    "METRICS",
+    "SCORES",
     "ComparisonKey",
     "MapComparer",
+    "Metric",
+    "MSE",
+    "NoiseBound",
     "PreparedReference",
+    "SSIM",
     "SSIMWindow",
+    "Score",
+    "Spearman",
     "average_ranks",
+    "default_metrics",
+    "histogram_entropy",
+    "metric",
     "mse",
     "mse_noise_bound",
     "normalize_maps",
+    "register_metric",
+    "register_score",
     "resolve_data_range",
+    "score",
     "spearman",
     "ssim",
     "ssim_noise_bound",
+    "unregister_metric",
 ]
-
-METRICS: tuple[str, ...] = ("ssim", "mse", "spearman")
 
 
 @dataclass(frozen=True)
 class ComparisonKey:
-    metric: str  # 'ssim' | 'mse' | 'spearman'
+    metric: str  # a registered metric's name
     normalization: str  # 'second_moment' | 'max_abs' | 'none'
     absolute: bool  # compare |maps| instead of signed maps
 
 
 @dataclass(frozen=True)
 class _Side:
-    """One transformed version of a batch of maps with what its metrics need of it alone."""
+    """One transformed version of a batch of maps with what each metric needs of it alone."""
 
     maps: Tensor
-    local: LocalStats | None
-    moments: MapMoments | None
-    ranks: RankProfile | None
+    prepared: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class PreparedReference:
-    """Stage-0 maps in every (absolute, normalization) version, computed once per batch."""
+    """Stage-0 maps in every (absolute, normalization) version, computed once per batch, and which
+    of them hold only finite values [N]."""
 
     shape: tuple[int, ...]
     sides: dict[tuple[bool, str], _Side]
+    finite: Tensor
+
+
+def all_finite(maps: Tensor) -> Tensor:
+    """[N]: whether each map [N, H, W] holds only finite values."""
+    return torch.isfinite(maps).flatten(1).all(dim=-1)
 
 
 class MapComparer:
@@ -93,28 +107,17 @@ class MapComparer:
     def __init__(self, spec: MetricsSpec, dtype: torch.dtype | None = torch.float64) -> None:
         self.spec = spec
         self.dtype = dtype
-        s = spec.ssim
-        self.window = SSIMWindow(
-            win_size=s.win_size,
-            gaussian_weights=s.gaussian_weights,
-            sigma=s.sigma,
-            truncate=s.truncate,
-            use_sample_covariance=s.use_sample_covariance,
-        )
-        for name in spec.similarities:
-            if name not in METRICS:
-                raise ValueError(f"unknown similarity {name!r}; expected one of {METRICS}")
+        self.metrics: dict[str, Metric] = {name: metric(name).configured(spec) for name in spec.similarities}
         for name in spec.normalizations:
             if name not in NORMALIZATIONS:
                 raise ValueError(f"unknown normalization {name!r}; expected one of {NORMALIZATIONS}")
         self.keys: list[ComparisonKey] = [
-            ComparisonKey(metric, normalization, bool(absolute))
+            ComparisonKey(name, normalization, bool(absolute))
             for absolute in spec.absolute
             for normalization in spec.normalizations
-            for metric in spec.similarities
+            for name in spec.similarities
         ]
         self._variants: list[tuple[bool, str]] = list(dict.fromkeys((k.absolute, k.normalization) for k in self.keys))
-        self._needs = set(spec.similarities)
 
     def _cast(self, maps: Tensor) -> Tensor:
         check_maps(maps)
@@ -122,23 +125,20 @@ class MapComparer:
 
     def _side(self, maps: Tensor, absolute: bool, normalization: str) -> _Side:
         x = normalize_maps(maps.abs() if absolute else maps, normalization)
-        return _Side(
-            maps=x,
-            local=local_stats(x, self.window) if "ssim" in self._needs else None,
-            moments=map_moments(x) if "mse" in self._needs else None,
-            ranks=rank_profile(x) if "spearman" in self._needs else None,
-        )
+        return _Side(maps=x, prepared={name: m.prepare(x) for name, m in self.metrics.items()})
 
     def prepare(self, reference: Tensor) -> PreparedReference:
         """Transform the stage-0 maps [N, H, W] once for all stages."""
         reference = self._cast(reference)
         sides = {(a, n): self._side(reference, a, n) for a, n in self._variants}
-        return PreparedReference(tuple(reference.shape), sides)
+        return PreparedReference(tuple(reference.shape), sides, all_finite(reference))
 
     def compare(self, prepared: PreparedReference, other: Tensor) -> tuple[Tensor, Tensor]:
         """Values and bounds [K, N] of ``other`` [N, H, W] against the prepared reference.
 
-        Rows follow ``self.keys``; bounds are NaN for Spearman (no per-pair bound).
+        Rows follow ``self.keys``; bounds are NaN for metrics without a per-pair bound (Spearman). Every
+        value and bound of a pair whose maps hold a NaN or an infinity is NaN: the method broke down there,
+        and no metric may score it (an infinite MSE or a finite Spearman of such a map would).
         """
         other = self._cast(other)
         if tuple(other.shape) != prepared.shape:
@@ -149,24 +149,35 @@ class MapComparer:
             ref = prepared.sides[(absolute, normalization)]
             x = normalize_maps(other.abs() if absolute else other, normalization)
             row: dict[str, tuple[Tensor, Tensor]] = {}
-            if ref.local is not None:
-                stats = pair_stats(ref.maps, x, self.window, a_stats=ref.local)
-                data_range = resolve_data_range(ref.maps, x, self.spec.ssim.data_range)
-                row["ssim"] = (
-                    ssim_from_stats(stats, data_range, self.spec.ssim.k1, self.spec.ssim.k2),
-                    ssim_bound_from_stats(stats.a, stats.b, data_range, self.spec.ssim.k2),
-                )
-            if ref.moments is not None:
-                row["mse"] = (mse(ref.maps, x), mse_bound_from_moments(ref.moments, map_moments(x)))
-            if ref.ranks is not None:
-                row["spearman"] = (spearman_from_profiles(ref.ranks, rank_profile(x)), nan)
+            for name, m in self.metrics.items():
+                value, bound = m.compare(ref.maps, ref.prepared[name], x)
+                row[name] = (value, nan if bound is None else bound)
             results[(absolute, normalization)] = row
         pairs = [results[(k.absolute, k.normalization)][k.metric] for k in self.keys]
-        return torch.stack([v for v, _ in pairs]), torch.stack([b for _, b in pairs])
+        values, bounds = torch.stack([v for v, _ in pairs]), torch.stack([b for _, b in pairs])
+        finite = prepared.finite & all_finite(other)
+        return values.where(finite, nan), bounds.where(finite, nan)
+
+    def compare_masked(self, reference: Tensor, other: Tensor, mask: Tensor) -> Tensor:
+        """Values [K, N] of ``other`` against ``reference`` (maps [N, H, W], neither prepared) on the pixels
+        of ``mask`` only: |.|, the normalization's statistic over the mask, then each metric's masked
+        version (``metrics.masked``); NaN for a pair holding NaN or inf, or where the mask leaves nothing
+        to compare. Refuses a metric without a masked version."""
+        reference, other = self._cast(reference), self._cast(other)
+        unmasked = [name for name, m in self.metrics.items() if not m.masked]
+        if unmasked:
+            raise ValueError(f"no masked version of the metric(s) {', '.join(unmasked)} (Metric.compare_masked)")
+        nan = other.new_full((other.shape[0],), float("nan"))
+        results: dict[tuple[bool, str], dict[str, Tensor]] = {}
+        for absolute, normalization in self._variants:
+            a = masked_normalize(reference.abs() if absolute else reference, mask, normalization)
+            b = masked_normalize(other.abs() if absolute else other, mask, normalization)
+            results[(absolute, normalization)] = {name: m.compare_masked(a, b, mask) for name, m in self.metrics.items()}
+        values = torch.stack([results[(k.absolute, k.normalization)][k.metric] for k in self.keys])
+        return values.where(all_finite(reference) & all_finite(other), nan)
 
     def settings(self) -> dict[str, object]:
         """Every setting that shapes the numbers, for the run's metadata (JSON-serializable)."""
-        s = self.spec.ssim
         return {
             "similarities": list(self.spec.similarities),
             "normalizations": list(self.spec.normalizations),
@@ -180,19 +191,7 @@ class MapComparer:
                 "none": "A",
                 "all_zero_map": "stays zero",
             },
-            "ssim": {
-                "reference": "skimage.metrics.structural_similarity (2-D, mean over cropped windows)",
-                **self.window.settings(),
-                "k1": s.k1,
-                "k2": s.k2,
-                "data_range": s.data_range,
-                "data_range_zero_fallback": "joint range of the pair, then 1.0",
-            },
-            "mse": {"reduction": "mean over pixels"},
-            "spearman": {"ties": "average", "constant_map": "nan", "reference": "scipy.stats.spearmanr"},
-            "bounds": {
-                "ssim": "Theorem 1: mean over SSIM's windows of C2/(var_A+var_B+C2), same filter, crop and data_range",
-                "mse": "Theorem 4: mean(A^2)+mean(B^2)-2*mean(A)*mean(B) of the compared maps (eq. 15; eq. 19 unnormalized)",
-                "spearman": None,
-            },
+            **{name: m.settings() for name, m in self.metrics.items()},
+            "non_finite_map": "nan for every metric and bound",
+            "bounds": {name: m.bound.computation if m.bound else None for name, m in self.metrics.items()},
         }

@@ -31,30 +31,37 @@ def average_ranks(x: Tensor) -> Tensor:
 
 
 class RankProfile(NamedTuple):
-    """Centered average ranks [N, M] of flattened maps and their norms [N]: all Spearman needs of one side."""
+    """Centered average ranks [N, M] of flattened maps, their norms [N] and whether each map is all
+    finite [N]: all Spearman needs of one side."""
 
     centered: Tensor
     norm: Tensor
+    finite: Tensor
 
 
 def rank_profile(maps: Tensor) -> RankProfile:
     """Precompute one side of the Spearman correlation (reused for the stage-0 map)."""
     check_maps(maps)
-    ranks = average_ranks(maps.flatten(1))
+    flat = maps.flatten(1)
+    ranks = average_ranks(flat)
     centered = ranks - ranks.mean(dim=-1, keepdim=True)
-    return RankProfile(centered, centered.square().sum(dim=-1).sqrt())
+    return RankProfile(centered, centered.square().sum(dim=-1).sqrt(), torch.isfinite(flat).all(dim=-1))
 
 
 def spearman_from_profiles(a: RankProfile, b: RankProfile) -> Tensor:
-    """Pearson correlation of the ranks [N]; NaN where a map is constant (its ranks have no spread).
+    """Pearson correlation of the ranks [N]; NaN where a map is constant (its ranks have no spread)
+    or holds a NaN or an infinity.
 
     NaN, as scipy.stats.spearmanr, rather than 0: a constant map carries no ranking at all, and a 0
-    would be read as "fully randomized", the very result the sanity check rewards.
+    would be read as "fully randomized", the very result the sanity check rewards. A NaN pixel
+    would otherwise just sort last and leave a near-perfect score (scipy propagates the NaN). An
+    infinite pixel is where the method broke down numerically: scipy ranks it as the largest value,
+    we return NaN, as SSIM and MSE of such a map are (``MapComparer``), so that no metric scores it.
     """
     denominator = a.norm * b.norm
     rho = (a.centered * b.centered).sum(dim=-1) / denominator
-    rho = torch.where(denominator > 0, rho, torch.full_like(rho, float("nan")))
-    return rho.clamp(-1.0, 1.0)
+    valid = (denominator > 0) & a.finite & b.finite
+    return torch.where(valid, rho.clamp(-1.0, 1.0), torch.full_like(rho, float("nan")))
 
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:

@@ -185,13 +185,19 @@ def ssim_constants(data_range: Tensor, k1: float, k2: float) -> tuple[Tensor, Te
     return (k1 * r) ** 2, (k2 * r) ** 2
 
 
-def ssim_from_stats(stats: PairStats, data_range: Tensor, k1: float = 0.01, k2: float = 0.03) -> Tensor:
-    """Mean SSIM [N] over the cropped window positions (paper eq. 1, per window)."""
+def ssim_map_from_stats(stats: PairStats, data_range: Tensor, k1: float = 0.01, k2: float = 0.03) -> Tensor:
+    """SSIM of every window [N, H - 2c, W - 2c] at the cropped positions (paper eq. 1, per window;
+    skimage's ``full=True`` image without its border)."""
     c1, c2 = ssim_constants(data_range, k1, k2)
     ua, ub = stats.a.mean, stats.b.mean
     numerator = (2 * ua * ub + c1) * (2 * stats.cov + c2)
     denominator = (ua * ua + ub * ub + c1) * (stats.a.var + stats.b.var + c2)
-    return (numerator / denominator).mean(dim=(-2, -1))
+    return numerator / denominator
+
+
+def ssim_from_stats(stats: PairStats, data_range: Tensor, k1: float = 0.01, k2: float = 0.03) -> Tensor:
+    """Mean SSIM [N] over the cropped window positions (paper eq. 1, per window)."""
+    return ssim_map_from_stats(stats, data_range, k1, k2).mean(dim=(-2, -1))
 
 
 def resolve_data_range(reference: Tensor, other: Tensor, rule: DataRange) -> Tensor:

@@ -14,7 +14,10 @@ Written to ``<out>/aggregates/<name>.parquet`` (and ``.csv``), each against its 
 - ``occlusion_relative``: each image's curve minus its random-order curve (the noise method's:
   i.i.d. noise maps rank the tiles in a uniformly random order), when the job has a noise method;
 - ``activation_stats``, ``logit_stats``, ``skip_path_stats`` (Fig. 7) and ``kept_features_stats``
-  (Fig. 4) when those tables have rows.
+  (Fig. 4) when those tables have rows;
+- ``check_stats``: the repaired checks of ``check_scores`` (sMPRT, eMPRT, random logit, the paper's
+  §5 refinements) per check, score, method, variant and stage, with each score's direction;
+- ``sign_flip_stats``: the fraction of image × seed pairs whose explained logit changed sign, per stage.
 
 Steps run in order and each sees the tables of the earlier ones (rankings need the stats), so
 another experiment adds its aggregate by appending a step to ``STEPS``.
@@ -26,6 +29,7 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -34,15 +38,14 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from ..metrics.base import HEADLINE
+from ..metrics.scores import SCORES
 from .query import Results
 from .schema import AGGREGATES, SCHEMA_VERSION, aggregate_names, aggregate_schema, conform
 from .statistics import BootstrapSettings, image_stats, kendall_tau, rank
 from .writer import parquet_bytes
 
 META = f"{AGGREGATES}/_meta.json"
-# Which randomization scores rank a method first. A method "passes" the check when its map
-# changes a lot: low similarity (ssim, spearman), high distance (mse). Occlusion: low auc.
-BETTER = {"ssim": "lower", "spearman": "lower", "mse": "higher", "auc": "lower", "aopc": "higher"}
 PAPER_NORMALIZATION = "second_moment"
 # Aggregates written by code other than STEPS: kept (not deleted) when the STEPS are rerun.
 EXTERNAL: set[str] = set()
@@ -182,8 +185,18 @@ def ranking_step(context: Context) -> dict[str, pd.DataFrame]:
 
 
 def _ranked(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Ranks within each group of ``keys``, in the direction the score's registry entry says
+    (``benchmark.metrics.scores``); a score this process has not registered is left out, loudly."""
     frame = frame[frame["score"].notna()].copy()
-    frame["better"] = frame["metric"].map(BETTER)
+    unknown = sorted(set(frame["metric"]) - set(SCORES))
+    if unknown:
+        warnings.warn(
+            f"rankings: no direction known for {', '.join(unknown)} (not registered in this process: import the "
+            "module that registers them, see benchmark.metrics.register_metric); not ranked",
+            stacklevel=2,
+        )
+        frame = frame[~frame["metric"].isin(unknown)]
+    frame["better"] = frame["metric"].map(lambda name: SCORES[name].better)
     frame["rank"] = np.nan
     for _, index in frame.groupby(keys, dropna=False).groups.items():
         group = frame.loc[index]
@@ -208,7 +221,7 @@ def _agreement(rankings: pd.DataFrame) -> pd.DataFrame:
         return agreement
     agreement["headline"] = False
     for _, group in agreement.groupby(["model", "dataset", "mode"]):
-        headline = group[(group.metric == "ssim") & group.stage.isna() & (group.kernel == group.kernel.max())]
+        headline = group[(group.metric == HEADLINE) & group.stage.isna() & (group.kernel == group.kernel.max())]
         headline = _prefer(headline, "normalization", PAPER_NORMALIZATION)
         headline = _prefer(headline, "absolute", False)
         agreement.loc[headline.index[:1], "headline"] = True
@@ -343,9 +356,62 @@ def kept_features_step(context: Context) -> dict[str, pd.DataFrame]:
     return {"kept_features_stats": _with_layers(pd.concat(pieces, ignore_index=True), context.results.manifest)}
 
 
+def check_step(context: Context) -> dict[str, pd.DataFrame]:
+    """The repaired checks (table ``check_scores``): statistics over images per check variant and stage,
+    with the score's direction from the registry (the agreement with faithfulness builds on these)."""
+    if not context.results.count("check_scores"):
+        return {}
+    keys = ["score", "method", "reduction", "normalization", "absolute", "mode", "stage"]
+    pieces = []
+    for chunk in context.chunks("check_scores", ["model", "dataset", "check"], "repaired checks"):
+        where, params = _where(chunk)
+        # null keys (normalization of emprt, mode/stage of random_logit) through sentinels: pandas drops NaN groups
+        frame = context.results.sql(
+            f"""SELECT score, method, reduction, coalesce(normalization, '') AS normalization, absolute,
+                       coalesce(mode, '') AS mode, coalesce(stage, -1) AS stage, image_id,
+                       avg(value) FILTER (WHERE NOT isnan(value)) AS value, avg(bound) AS bound,
+                       avg(coverage) AS coverage, count(DISTINCT seed) AS seeds, any_value(layer) AS layer
+                FROM check_scores WHERE {where} GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        extra = frame.groupby(keys).agg(seeds=("seeds", "max"), bound_mean=("bound", "mean"),
+                                        coverage_mean=("coverage", "mean"), layer=("layer", "first")).reset_index()
+        pieces.append(stats.merge(extra, on=keys).assign(**chunk))
+    stats = pd.concat(pieces, ignore_index=True)
+    stats["normalization"] = stats["normalization"].replace("", None)
+    stats["mode"] = stats["mode"].replace("", None)
+    stats["stage"] = stats["stage"].astype(object).where(stats["stage"] >= 0, None)
+    stats["better"] = stats["score"].map(lambda name: SCORES[name].better if name in SCORES else None)
+    return {"check_stats": stats}
+
+
+def sign_flip_step(context: Context) -> dict[str, pd.DataFrame]:
+    """How often the explained logit changed sign, per stage (table ``target_logits``)."""
+    if not context.results.count("target_logits"):
+        return {}
+    keys = ["mode", "stage"]
+    pieces = []
+    for chunk in context.chunks("target_logits", ["model", "dataset"], "sign flips"):
+        where, params = _where(chunk)
+        frame = context.results.sql(
+            f"""SELECT mode, stage, image_id, avg(flipped::DOUBLE) AS value, count(DISTINCT seed) AS seeds,
+                       count(*) AS pairs, count(*) FILTER (WHERE flipped) AS flipped
+                FROM target_logits WHERE {where} GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        extra = frame.groupby(keys).agg(seeds=("seeds", "max"), pairs=("pairs", "sum"), flipped=("flipped", "sum")).reset_index()
+        pieces.append(stats.merge(extra, on=keys).assign(**chunk))
+    stats = pd.concat(pieces, ignore_index=True)
+    plan = {s["stage"]: s["modules"] for s in context.results.manifest.get("randomization_plan", {}).get("stages", [])}
+    stats["layers"] = stats["stage"].map(lambda stage: plan.get(int(stage)))
+    return {"sign_flip_stats": stats}
+
+
 STEPS: list[Step] = [
     randomization_step, occlusion_step, ranking_step, activation_step, overtaking_step, logit_step, skip_path_step,
-    kept_features_step,
+    kept_features_step, check_step, sign_flip_step,
 ]
 
 
@@ -440,6 +506,6 @@ def load_aggregates(
 
 
 __all__ = [
-    "BETTER", "BootstrapSettings", "STEPS", "compute_aggregates", "load_aggregates",
+    "BootstrapSettings", "STEPS", "compute_aggregates", "load_aggregates",
     "write_aggregates", "to_arrow",
 ]

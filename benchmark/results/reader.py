@@ -15,9 +15,26 @@ _MARKER = re.compile(r"shard-(\d+)\.json$")
 _PARTITION = re.compile(r"(\w+)=([^/]+)")
 
 
+def run_spec_hashes(manifest: dict) -> set[str]:
+    """Spec hashes whose commit markers belong to the run of ``manifest``: its own, and those of
+    equivalent specs an earlier version hashed differently (with the dataset's location)."""
+    return {manifest.get("spec_hash"), *manifest.get("equivalent_spec_hashes", [])} - {None}
+
+
 def committed_shards(store: OutputStore) -> dict[int, dict]:
     """Shard id -> commit marker, for every committed shard."""
     return _markers(store, COMMITS)
+
+
+def degenerate_maps(store: OutputStore) -> dict[str, dict[str, int]]:
+    """Method -> {'all_zero': images, 'non_finite': images} over the committed shards (their markers)."""
+    totals: dict[str, dict[str, int]] = {}
+    for marker in committed_shards(store).values():
+        for method, kinds in (marker.get("degenerate_maps") or {}).items():
+            for kind, count in kinds.items():
+                totals.setdefault(method, {}).setdefault(kind, 0)
+                totals[method][kind] += int(count)
+    return totals
 
 
 def failed_shards(store: OutputStore) -> dict[int, dict]:

@@ -21,16 +21,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..metrics.scores import AUC, label
 from .errors import load_failures
 from .plots import PaperFigure
 from .query import Results
+from .store import REPORT
 
-REPORT = "report.html"
 MAX_ERROR_ROWS = 500
 OPEN_ROWS = 15  # tables longer than this are collapsed (<details>)
 SECTIONS = (
     ("run", "Run"), ("gap", "The gap: randomization check vs. faithfulness"), ("rankings", "Method rankings"),
-    ("figures", "Figures"), ("tables", "Aggregate tables"), ("errors", "Errors"), ("manifest", "Manifest"),
+    ("figures", "Figures"), ("sign_flips", "Sign flips of the explained logit"), ("tables", "Aggregate tables"),
+    ("errors", "Errors"), ("manifest", "Manifest"),
 )
 
 STYLE = """
@@ -91,6 +93,7 @@ def build_report(
         "gap": _gap(aggregates),
         "rankings": _rankings(aggregates),
         "figures": _figures(shown),
+        "sign_flips": _sign_flips(aggregates),
         "tables": _aggregate_tables(aggregates),
         "errors": _errors(results),
         "manifest": [f"<details><summary>manifest.json</summary><pre>"
@@ -230,10 +233,11 @@ def _rankings(aggregates: dict[str, pa.Table]) -> list[str]:
     table = pd.DataFrame(columns).rename_axis("method").reset_index()
     table = table.sort_values(list(columns)[0], na_position="last")
     what = "" if not len(checks) else (
-        f" The check's ranks use {checks.iloc[0].metric.upper()}, {checks.iloc[0].normalization} normalization, "
+        f" The check's ranks use {label(checks.iloc[0].metric)} ({checks.iloc[0].better} is better), "
+        f"{checks.iloc[0].normalization} normalization, "
         f"{'absolute' if checks.iloc[0].absolute else 'signed'} maps; a method passes it by changing its map a lot."
     )
-    return [f"<p>Rank 1 = best; ties share their average rank. Occlusion: lower mean softmax over the curve is "
+    return [f"<p>Rank 1 = best; ties share their average rank. Occlusion: {_e(AUC.label)}, {AUC.better} is "
             f"better.{_e(what)}</p>", _table_block("rankings", table)]
 
 
@@ -253,7 +257,8 @@ def _figures(figures: list[PaperFigure]) -> list[str]:
 
 
 AGGREGATE_TEXT = {
-    "occlusion_scores": "Mean softmax over the occlusion curve (auc, lower is better) and AOPC per method and kernel.",
+    "occlusion_scores": f"Mean softmax over the occlusion curve (auc, {AUC.better} is better) and AOPC per method and "
+                        "kernel.",
     "occlusion_relative": "Each image's occlusion curve minus its random-order curve (the noise method), per step.",
     "activation_stats": "Fraction of non-positive activations per layer (supplement Fig. 10).",
     "logit_stats": "Correlation of all logits before and after randomizing each stage (paper Fig. 5).",
@@ -262,7 +267,26 @@ AGGREGATE_TEXT = {
                        "to the trained model's (paper Fig. 7).",
     "kept_features_stats": "Similarity of the kept layer's explanation to the output's (paper §4.1, Fig. 4).",
     "occlusion_curves": "The mean occlusion curves drawn in the occlusion figures.",
+    "check_stats": "The repaired randomization checks (sMPRT, eMPRT, random logit, the paper's §5 refinements) per "
+                   "check variant and stage, with each score's direction (docs/repaired-checks.md).",
+    "sign_flip_stats": "Fraction of image × seed pairs whose explained logit changed sign, per stage.",
 }
+
+
+def _sign_flips(aggregates: dict[str, pa.Table]) -> list[str]:
+    """Next to the randomization curves: how often the randomized model's explained logit changed sign."""
+    flips = aggregates.get("sign_flip_stats")
+    if flips is None:
+        return ["<p>No randomized states.</p>"]
+    frame = flips.to_pandas()
+    frame["layers"] = frame["layers"].map(lambda modules: ", ".join(modules[:3]) + (" …" if len(modules) > 3 else "")
+                                          if modules is not None else "—")
+    shown = frame[["model", "dataset", "mode", "stage", "layers", "mean", "ci_low", "ci_high", "pairs", "flipped"]]
+    return ["<p>Fraction of image × seed pairs whose explained logit has the opposite sign of the trained model's "
+            "(mean over images, 95 % bootstrap CI). A map seeded with the logit (LRP with <code>output_relevance: "
+            "logit</code>; gradient × input on bias-free ReLU networks) flips its sign with it, and a signed similarity "
+            "reads the flip as a changed explanation (docs/lrp-seeding.md).</p>",
+            _table_block("sign_flip_stats", shown.rename(columns={"mean": "fraction flipped"}))]
 
 
 def _aggregate_tables(aggregates: dict[str, pa.Table]) -> list[str]:
@@ -275,8 +299,8 @@ def _aggregate_tables(aggregates: dict[str, pa.Table]) -> list[str]:
         body.append(f"<h3>randomization_stats</h3><p>{len(shown)} of {len(frame)} rows (second-moment normalization, "
                     "signed maps); all rows in <code>aggregates/randomization_stats.csv</code>.</p>")
         body.append(_table_block("randomization_stats", shown.drop(columns=["layers"])))
-    for name in ("occlusion_scores", "skip_path_stats", "kept_features_stats", "logit_stats", "activation_stats",
-                 "overtaking", "occlusion_relative", "occlusion_curves"):
+    for name in ("occlusion_scores", "skip_path_stats", "kept_features_stats", "logit_stats", "check_stats",
+                 "activation_stats", "overtaking", "occlusion_relative", "occlusion_curves"):
         table = aggregates.get(name)
         if table is not None and table.num_rows:
             frame = table.to_pandas()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .store import AGGREGATES
+
 SCHEMA_VERSION = 1
 
 
@@ -75,12 +77,7 @@ def parse_type(text: str) -> pa.DataType:
     raise SchemaError(f"unknown type '{text}' in results_schema")
 
 
-@lru_cache(maxsize=None)
-def table_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:
-    path = SCHEMA_ROOT / f"v{version}" / f"{name}.json"
-    if not path.is_file():
-        raise SchemaError(f"no schema for table '{name}' (version {version}) at {path}")
-    data = json.loads(path.read_text())
+def _parse_schema(name: str, data: dict) -> TableSchema:
     fields = [
         pa.field(f["name"], parse_type(f["type"]), nullable=f.get("nullable", False)) for f in data["fields"]
     ]
@@ -95,17 +92,58 @@ def table_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:
     )
 
 
+# Tables declared in code (``declare_table``: a new experiment's, before its schema becomes a JSON file).
+DECLARED: dict[str, TableSchema] = {}
+
+
+def table_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:
+    if version == SCHEMA_VERSION and name in DECLARED:
+        return DECLARED[name]
+    return _file_schema(name, version)
+
+
+@lru_cache(maxsize=None)
+def _file_schema(name: str, version: int) -> TableSchema:
+    path = SCHEMA_ROOT / f"v{version}" / f"{name}.json"
+    if not path.is_file():
+        raise SchemaError(f"no schema for table '{name}' (version {version}) at {path}")
+    return _parse_schema(name, json.loads(path.read_text()))
+
+
+# Columns every per-shard table has: the partition values (from the path) and the shard, stamped by the writer.
+_STAMPED = [
+    {"name": "model", "type": "string", "partition": True, "description": "Model name (hive partition)."},
+    {"name": "dataset", "type": "string", "partition": True, "description": "Dataset kind (hive partition)."},
+    {"name": "shard", "type": "int32", "description": "Shard that produced the row (stamped by the writer)."},
+]
+
+
+def declare_table(name: str, description: str, fields: list[dict]) -> TableSchema:
+    """A per-shard table declared in code, ``fields`` in the JSON files' format (name, type, nullable,
+    description); the partition columns and ``shard`` are added. Readers and writers of this process
+    then treat it like a table of ``results_schema/``."""
+    if (SCHEMA_ROOT / f"v{SCHEMA_VERSION}" / f"{name}.json").is_file():
+        raise SchemaError(f"table '{name}' already has a schema in results_schema/")
+    names = {f["name"] for f in fields}
+    data = {"version": SCHEMA_VERSION, "description": description,
+            "fields": list(fields) + [f for f in _STAMPED if f["name"] not in names]}
+    DECLARED[name] = schema = _parse_schema(name, data)
+    return schema
+
+
+def forget_table(name: str) -> None:
+    DECLARED.pop(name, None)
+
+
 def table_names(version: int = SCHEMA_VERSION) -> list[str]:
     """The tables a run writes (one Parquet dataset each), without the manifest and aggregates."""
-    return sorted(p.stem for p in (SCHEMA_ROOT / f"v{version}").glob("*.json") if p.stem != "manifest")
-
-
-AGGREGATES = "aggregates"
+    files = {p.stem for p in (SCHEMA_ROOT / f"v{version}").glob("*.json") if p.stem != "manifest"}
+    return sorted(files | (set(DECLARED) if version == SCHEMA_VERSION else set()))
 
 
 def aggregate_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:
     """Schema of an aggregate table (``<out>/aggregates/<name>.parquet``)."""
-    return table_schema(f"{AGGREGATES}/{name}", version)
+    return _file_schema(f"{AGGREGATES}/{name}", version)
 
 
 def aggregate_names(version: int = SCHEMA_VERSION) -> list[str]:

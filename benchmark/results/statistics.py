@@ -114,5 +114,7 @@ def kendall_tau(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
 
 
 def rank(scores: np.ndarray, better: str) -> np.ndarray:
-    """1 = best; ties share their average rank."""
+    """1 = best (the lowest or the highest score, as ``better`` says); ties share their average rank."""
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
     return scipy_stats.rankdata(scores if better == "lower" else -np.asarray(scores), method="average")

@@ -1,18 +1,21 @@
 """The short summary printed at the end of a run, over every committed shard of the output: what
 each table the run wrote says in a few numbers (mean SSIM per method and stage, mean occlusion
 scores, logit correlation per stage, activation statistics, skip-path shares, kept-layer
-similarity), and the images that could not be read, with the reason."""
+similarity), a warning for methods whose trained-model maps were degenerate (all zero, or not
+finite) for some images, and the images that could not be read, with the reason."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from ..metrics import HEADLINE, METRICS
+from ..metrics.scores import AOPC, AUC
 from .errors import describe_load_failures, load_failures
-from .reader import read_table
+from .reader import degenerate_maps, read_table
 from .store import OutputStore
 
 
-def randomization_summary(store: OutputStore, metric: str = "ssim", normalization: str = "second_moment") -> pd.DataFrame:
+def randomization_summary(store: OutputStore, metric: str = HEADLINE, normalization: str = "second_moment") -> pd.DataFrame:
     table = read_table(store, "randomization").to_pandas()
     if table.empty:
         return table
@@ -66,11 +69,19 @@ def kept_summary(store: OutputStore, metric: str = "ssim") -> pd.DataFrame:
     return selected.pivot_table(index="method", columns="stage", values="value", aggfunc="mean")
 
 
-SECTIONS = (
-    (randomization_summary, "Mean SSIM to the trained model's map (signed, second-moment normalized; lower = more "
-                            "change), by stage:", "{:.3f}"),
-    (occlusion_summary, "Occlusion: mean softmax over the curve (auc, lower is better) and AOPC (higher is better), "
-                        "by kernel:", "{:.4f}"),
+def _sections() -> tuple:
+    """(summary, heading, number format) per table; the first two headings name the registered scores."""
+    headline = METRICS[HEADLINE]
+    return (
+        (randomization_summary, f"Mean {headline.label} to the trained model's map (signed, second-moment normalized; "
+                                f"{headline.better} = more change), by stage:", "{:.3f}"),
+        (occlusion_summary, f"Occlusion: mean softmax over the curve (auc, {AUC.better} is better) and AOPC "
+                            f"({AOPC.better} is better), by kernel:", "{:.4f}"),
+        *SECTIONS,
+    )
+
+
+SECTIONS = (  # the tables of the paper's other experiments
     (logit_summary, "Logits: mean correlation of all logits before and after randomizing (1 = unchanged), by "
                     "randomized stage:", "{:.3f}"),
     (activation_summary, "Activations: images and mean fraction of non-positive activations per layer (quantiles in "
@@ -82,9 +93,30 @@ SECTIONS = (
 )
 
 
-def format_summary(store: OutputStore) -> str:
+def degenerate_warnings(store: OutputStore) -> list[str]:
+    counts = degenerate_maps(store)
+    if not counts:
+        return []
+    shards = read_table(store, "shards")
+    images = int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0
     lines = []
-    for summary, heading, number in SECTIONS:
+    for method, kinds in sorted(counts.items()):
+        if kinds.get("all_zero"):
+            lines.append(
+                f"warning: {method}: the trained model's map is all zero for {kinds['all_zero']} of {images} images "
+                "(no information: Spearman is NaN, SSIM/MSE compare against an empty map)"
+            )
+        if kinds.get("non_finite"):
+            lines.append(
+                f"warning: {method}: the trained model's map holds NaN or inf for {kinds['non_finite']} of {images} "
+                "images (every metric of them is NaN)"
+            )
+    return lines
+
+
+def format_summary(store: OutputStore) -> str:
+    lines = degenerate_warnings(store)
+    for summary, heading, number in _sections():
         frame = summary(store)
         if not frame.empty:
             lines += ([""] if lines else []) + [heading, frame.to_string(float_format=number.format)]

@@ -1,7 +1,8 @@
 """Writing one shard's tables: validated, partitioned, atomic, then committed by a marker.
 
 Layout (DESIGN §9): ``<out>/<table>/model=<m>/dataset=<d>/part-<shard>.parquet`` plus
-``<out>/_commits/shard-<shard>.json``. A retried shard rewrites the same file names (never a
+``<out>/_commits/shard-<shard>.json``. The writer stamps what every row of a shard shares: the
+partition values (in the path) and the ``shard`` column. A retried shard rewrites the same file names (never a
 second copy) and removes parts an earlier attempt left behind for tables it now has no rows in.
 """
 
@@ -11,15 +12,13 @@ import io
 import time
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .schema import SCHEMA_VERSION, conform, table_schema
+from .schema import SCHEMA_VERSION, SchemaError, TableSchema, conform, table_names, table_schema
 from .store import COMMITS, FAILURES, OutputStore
-
-SHARD_TABLES = (
-    "randomization", "occlusion", "activations", "logits", "skip_path", "kept_features", "maps", "errors", "shards",
-)
 
 
 def part_path(table: str, partition: dict[str, str], shard: int) -> str:
@@ -41,11 +40,30 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+def stamp_shard(table: pa.Table, schema: TableSchema, shard: int) -> pa.Table:
+    """The table with its ``shard`` column, where its schema has one: experiments do not write it."""
+    if "shard" not in schema.arrow.names:
+        return table
+    if "shard" not in table.column_names:
+        return table.append_column("shard", pa.array(np.full(table.num_rows, shard, dtype=np.int32)))
+    found = set(pc.unique(table.column("shard")).to_pylist())
+    if found - {shard}:
+        raise SchemaError(f"table '{schema.name}': rows of shards {sorted(found - {shard})} written as shard {shard}")
+    return table
+
+
 class ShardWriter:
-    def __init__(self, store: OutputStore, partition: dict[str, str], tables: tuple[str, ...] = SHARD_TABLES):
+    """``tables``: those a run may write (stale parts of the others are removed on retry); default every
+    table with a schema."""
+
+    def __init__(self, store: OutputStore, partition: dict[str, str], tables: tuple[str, ...] | None = None):
         self.store = store
         self.partition = partition
-        self.tables = tables
+        self.tables = tuple(table_names()) if tables is None else tables
+
+    def _file(self, name: str, table: pa.Table, shard: int) -> bytes:
+        schema = table_schema(name)
+        return parquet_bytes(conform(stamp_shard(table, schema, shard), schema, self.partition))
 
     def commit(self, shard: int, tables: dict[str, pa.Table], info: dict[str, Any]) -> dict[str, Any]:
         """Write every table of the shard, then its commit marker; returns the marker."""
@@ -53,11 +71,7 @@ class ShardWriter:
         if unknown:
             raise ValueError(f"shard {shard}: tables {sorted(unknown)} are not declared for this run")
         files: dict[str, dict[str, Any]] = {}
-        encoded = {
-            name: parquet_bytes(conform(table, table_schema(name), self.partition))
-            for name, table in tables.items()
-            if table.num_rows
-        }
+        encoded = {name: self._file(name, table, shard) for name, table in tables.items() if table.num_rows}
         for name in self.tables:
             path = part_path(name, self.partition, shard)
             if name in encoded:
@@ -74,7 +88,7 @@ class ShardWriter:
         """A shard that failed every attempt: its ``errors`` rows become visible, the shard stays
         uncommitted, so a resume tries it again."""
         path = part_path("errors", self.partition, shard)
-        self.store.write_bytes(path, parquet_bytes(conform(errors, table_schema("errors"), self.partition)))
+        self.store.write_bytes(path, self._file("errors", errors, shard))
         marker = {
             "shard": shard,
             "files": {"errors": {"path": path, "rows": errors.num_rows}},

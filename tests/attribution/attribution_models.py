@@ -104,7 +104,12 @@ def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
 
 
 def registry_bundle(name: str, size: int = 32) -> ModelBundle:
-    """One of the paper's architectures from the registry, untrained, at ``size`` px."""
+    """One of the paper's architectures from the registry, untrained, at ``size`` px.
+
+    Untrained means what these tests can check is the mechanics (rules, canonizers, equivalences),
+    never what a trained network shows (``tests/testbed`` does that). EfficientNet-B0 in particular:
+    with efficientnet_pytorch's default initialisation alone its gradients are ~1e-14 and every LRP
+    map is exactly zero; the random BatchNorm statistics set here are what give it non-zero maps."""
     definition = model_def(name)
     module = seeded(lambda: definition.build(NUM_CLASSES, size))
     bundle = make_bundle(module, definition.family, name)
@@ -153,12 +158,14 @@ def tiny_efficientnet(size: int = 32) -> ModelBundle:
     return make_bundle(seeded(build), "efficientnet", "tiny-efficientnet")
 
 
-def zennit_relevance(model, composite, inputs, targets) -> torch.Tensor:
-    """zennit's Gradient attributor, output relevance = one-hot × logit."""
+def zennit_relevance(model, composite, inputs, targets, output_relevance: str = "one") -> torch.Tensor:
+    """zennit's Gradient attributor; output relevance one-hot (zennit's convention, our default) or
+    one-hot × logit (``output_relevance='logit'``)."""
 
-    def output_relevance(output: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.one_hot(targets, output.shape[1]).to(output) * output.detach()
+    def seed(output: torch.Tensor) -> torch.Tensor:
+        one_hot = torch.nn.functional.one_hot(targets, output.shape[1]).to(output)
+        return one_hot * output.detach() if output_relevance == "logit" else one_hot
 
-    with Gradient(model.module, composite, attr_output=output_relevance) as attributor:
+    with Gradient(model.module, composite, attr_output=seed) as attributor:
         _, relevance = attributor(inputs.clone())
     return relevance

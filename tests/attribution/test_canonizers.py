@@ -1,5 +1,8 @@
 """DenseNet-121 and EfficientNet-B0 canonizers: same outputs, conserved relevance, clean removal.
 
+All on untrained networks (``registry_bundle``: library initialisation plus random BatchNorm
+statistics, or the He-normal bias-free variants below): mechanics, not a trained network's maps.
+
 Tolerances. Equivalence: outputs within 1e-5 · max|logit| (float32; BatchNorm merges only reorder
 floating-point operations). Conservation: on bias-free, well-scaled variants, Σ input relevance is
 within 1e-4 (relative) of the logit; what is missing is float32 rounding and what the stabilisers of
@@ -75,7 +78,7 @@ def bias_free_variant(name: str, inputs: torch.Tensor, seed: int = 0):
 
 
 def relevance_and_logits(model, composite: str, inputs: torch.Tensor, targets: torch.Tensor):
-    spec = LRPSpec(name="lrp", composite=composite, epsilon=1e-9)
+    spec = LRPSpec(name="lrp", composite=composite, epsilon=1e-9, output_relevance="logit")  # sums to the logit
     relevance = build_method(spec, model).attribute(model, inputs, targets, AttributionContext(keys(len(targets))))
     with torch.no_grad():
         logits = model.module(inputs)[torch.arange(len(targets)), targets]

@@ -9,7 +9,7 @@ from torch import nn
 from benchmark.attribution import AttributionContext, build_method
 from benchmark.attribution.reuse import BottomReuse, record_forward, replaying
 from benchmark.config.spec import GradientSpec, GuidedBackpropSpec
-from benchmark.experiments.stages import stage_walk
+from benchmark.experiments.walk import stage_walk
 from benchmark.models import Randomizer, build_plan, model_def
 
 from .attribution_models import keys, make_inputs, make_targets, registry_bundle, seeded, tiny_densenet, tiny_efficientnet

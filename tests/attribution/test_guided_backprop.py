@@ -69,7 +69,7 @@ class _GuidedSwish(nn.Module):
 
 
 def test_efficientnet_swish_gets_the_clamped_gradient() -> None:
-    model = registry_bundle("efficientnet-b0")
+    model = registry_bundle("efficientnet-b0")  # untrained; its random BatchNorm statistics give non-zero gradients
     swish_types = (nn.SiLU, MemoryEfficientSwish)
     swishes = [name for name, layer in model.module.named_modules() if isinstance(layer, swish_types)]
     assert swishes, "EfficientNet-B0 should use swish modules"

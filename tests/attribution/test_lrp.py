@@ -85,19 +85,40 @@ def test_the_canonizer_is_applied(resnet18) -> None:
 
 
 def test_lrp_0_equals_gradient_times_input_on_a_bias_free_relu_network(bias_free) -> None:
+    """Seeded with the logit, LRP-0 is gradient×input; seeded with 1 (the default), gradient×input / logit."""
     inputs, targets = make_inputs(bias_free), make_targets()
-    ours = lrp(bias_free, inputs, targets, "epsilon", epsilon=1e-9)
+    ours = lrp(bias_free, inputs, targets, "epsilon", epsilon=1e-9, output_relevance="logit")
     expected = InputXGradient(bias_free.module).attribute(inputs.clone(), target=targets).detach()
     # exact in real arithmetic; LRP divides by pre-activations, so float32 error grows where they are tiny
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-3 * expected.abs().max().item())
+    with torch.no_grad():
+        logits = bias_free.module(inputs)[torch.arange(len(targets)), targets].view(-1, 1, 1, 1)
+    by_one = lrp(bias_free, inputs, targets, "epsilon", epsilon=1e-9)
+    torch.testing.assert_close(by_one, expected / logits, rtol=1e-4, atol=1e-3 * (expected / logits).abs().max().item())
 
 
 def test_epsilon_conserves_the_logit_on_a_bias_free_network(bias_free) -> None:
     inputs, targets = make_inputs(bias_free, n=4), make_targets(4)
-    relevance = lrp(bias_free, inputs, targets, "epsilon", epsilon=1e-6)
+    relevance = lrp(bias_free, inputs, targets, "epsilon", epsilon=1e-6, output_relevance="logit")
     with torch.no_grad():
         logits = bias_free.module(inputs)[torch.arange(4), targets]
     torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), logits, rtol=1e-4, atol=1e-5 * logits.abs().max().item())
+
+
+def test_relevance_one_is_the_default_and_logit_seeding_equals_zennit_seeded_with_the_logit(resnet18) -> None:
+    """DESIGN §4: relevance 1 at the target (zennit's one-hot ``attr_output``); 'logit' stays selectable,
+    and its method id says so."""
+    inputs, targets = make_inputs(resnet18), make_targets()
+    assert LRPSpec(name="lrp").output_relevance == "one"
+    assert LRPSpec(name="lrp").method_id == "lrp_epsilon_plus_flat"
+    assert LRPSpec(name="lrp", output_relevance="logit").method_id == "lrp_epsilon_plus_flat_logit"
+    assert LRPSpec(name="lrp", output_relevance="logit", label="mine").method_id == "mine"
+    composite = reference_composite("epsilon_plus_flat", "resnet", inputs)
+    by_default = lrp(resnet18, inputs, targets, "epsilon_plus_flat", epsilon=EPSILON)
+    assert_close(by_default, zennit_relevance(resnet18, composite, inputs, targets), rtol=1e-4)
+    by_logit = lrp(resnet18, inputs, targets, "epsilon_plus_flat", epsilon=EPSILON, output_relevance="logit")
+    composite = reference_composite("epsilon_plus_flat", "resnet", inputs)
+    assert_close(by_logit, zennit_relevance(resnet18, composite, inputs, targets, output_relevance="logit"), rtol=1e-4)
 
 
 def test_output_relevance_one_is_the_logit_version_divided_by_the_logit(resnet18) -> None:

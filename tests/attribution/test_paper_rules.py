@@ -288,3 +288,48 @@ def test_vgg_paper_is_refused_for_other_families(resnet18) -> None:
         build_method(LRPSpec(name="lrp", composite="vgg_paper"), resnet18)
     with pytest.raises(ValueError, match="gamma_start and gamma_end must be positive"):
         LRPSpec(name="lrp", composite="vgg_paper", gamma_end=0.0)
+
+
+# ------------------------------------------------------------------------------------------
+# Adaptive β at neurons without positive input
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("formula", [RatioBeta(3.0), PrintedBeta(3.0), ConstantBeta(1.0)], ids=repr)
+def test_a_neuron_without_positive_input_passes_its_relevance_by_lrp_0(formula) -> None:
+    """p = 0 < n: LRP-αβ would send −β·R back (−3R under the ratio formula's cap); the rule uses LRP-0
+    there, Rᵢ = zᵢ / Σz · R, which conserves and keeps the sign. Neurons with positive input are unchanged."""
+    layer = nn.Linear(3, 2, bias=False).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[-1.0, -2.0, 0.5], [1.0, -1.0, 2.0]]))
+    x = torch.tensor([[1.0, 2.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)  # image 0, neuron 0: z = (-1, -4, 0)
+    relevance = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    ours, _ = layer_relevance(AdaptiveAlphaBeta(formula, stabilizer=1e-12), layer, x, relevance)
+    torch.testing.assert_close(ours[0], torch.tensor([0.4, 1.6, 0.0], dtype=torch.float64))  # (-1, -4, 0) / -5 · 2
+    z = x[1] * layer.weight[1]  # (1, -1, 2): p = 3, n = 1, an ordinary neuron
+    beta = formula(torch.tensor([3.0]), torch.tensor([1.0])).double()
+    expected = (1 + beta) * z.clamp(min=0) / 3 + beta * z.clamp(max=0) / 1
+    torch.testing.assert_close(ours[1], expected)
+    torch.testing.assert_close(ours.sum(1), relevance.sum(1))
+
+
+@pytest.mark.parametrize("name", ["efficientnet-b0", "densenet121"])
+def test_adaptive_beta_conserves_the_logit_on_he_initialized_efficientnet_and_densenet(name: str) -> None:
+    """Untrained, He-normal weights as the randomizer draws them (biases zero, BatchNorm statistics
+    random), 32-px inputs. EfficientNet's swish lets negative activations reach depthwise convs, so some
+    neurons have no positive input: before the LRP-0 fallback Σ input relevance / logit was -0.47 and
+    0.81 here. What remains is float32 and the 1e-12 stabiliser; at the default 1e-6 neurons of tiny
+    input mass lose ~0.5 % (DenseNet, a ReLU network, loses nothing either way)."""
+    from benchmark.models.randomization import Randomizer, randomizable_layers
+
+    from .attribution_models import registry_bundle
+
+    model = registry_bundle(name)
+    Randomizer(model.module).randomize([layer.name for layer in randomizable_layers(model.module, False)], seed=0)
+    inputs, targets = make_inputs(model, n=2), make_targets(2)
+    spec = LRPSpec(name="lrp", composite="adaptive_beta", epsilon=1e-12, output_relevance="logit")
+    relevance = build_method(spec, model).attribute(model, inputs, targets, AttributionContext(keys(2)))
+    with torch.no_grad():
+        logits = model.module(inputs)[torch.arange(2), targets]
+    assert logits.abs().min() > 0.1
+    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)) / logits, torch.ones(2), rtol=0, atol=1e-3)

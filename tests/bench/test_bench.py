@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from benchmark.bench import run_bench
 from benchmark.bench.accounting import occlusion_forwards
+from benchmark.bench.pipeline import measure_pipeline
 from benchmark.cli.main import main
 from benchmark.config import validate_job
 
@@ -70,6 +72,33 @@ def test_figures_are_consistent(report) -> None:
     assert report["achieved_tflops"] > 0 and report["peak_memory_bytes"] > 0
 
 
+# Every experiment that looks at randomized states at once: each used to randomize and explain on its own.
+EVERY_EXPERIMENT = {
+    **JOB,
+    "activations": {"enabled": True},
+    "logits": {"enabled": True},
+    "skip_path": {"enabled": True, "block": "layer4.1"},
+    "kept_activation_explanation": {"enabled": True, "layer": "layer4.0"},
+    "runtime": {**TINY["runtime"], "save_maps": 2},
+}
+
+
+def test_one_randomization_per_state_and_batch_whatever_the_experiments(tmp_path) -> None:
+    measured = measure_pipeline(validate_job(EVERY_EXPERIMENT), str(tmp_path / "out"))
+    assert measured.batches == 3 and measured.states == 5  # shards of 2, 2, 1 images; trained + 2 seeds x 2 stages
+    # one per (seed, stage) state: the check, logits, skip path, kept features and saved maps share it
+    # (each of the four walking the plan on its own made 16)
+    assert measured.randomizations_per_batch == 4
+    # and share the state's forward pass and maps: what the walk and the experiments declare is all that ran
+    states = 5
+    methods = 1 + 3 + 1 + 1  # gradient (shared with x input), IG 3, guided backprop, LRP
+    skip_path, kept = 2 * states, 1  # skip and residual part of the LRP method per state; kept layer once
+    assert measured.expected.forward_backward == states * methods + skip_path + kept
+    # trained forward, one forward per randomized state (own_prediction and the logits share it), occlusion
+    assert measured.expected.forward_only == 1 + 4 + (1 + 6 * 6) + (1 + 6 * 4)
+    assert measured.recorded == measured.expected
+
+
 def test_occlusion_forwards_skip_flat_steps() -> None:
     spec = validate_job({**JOB, "occlusion": {"kernels": [15], "steps": 30}, "dataset": {**TINY["dataset"], "crop": 224}})
     assert occlusion_forwards(spec, methods=5, image_size=224) == 1 + 5 * 30  # 15x15 tiles: 225 >= 30
@@ -81,5 +110,48 @@ def test_cli_prints_and_writes_json(tmp_path, capsys) -> None:
     assert main(["bench", str(job), "--images", "2", "--no-quantus", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
     printed = capsys.readouterr().out
     assert "pipeline / bare" in printed and "passes per image (recorded)" in printed
+    assert re.search(r"randomizations per batch +1 \(one per randomized model state, 1 batches\)", printed)
     figures = json.loads((tmp_path / "b.json").read_text())
-    assert figures["images"] == 2 and figures["model_states"] == 2
+    assert figures["images"] == 2 and figures["model_states"] == 2 and figures["randomizations_per_batch"] == 1
+
+
+# The repaired checks: sMPRT's copies, the random-logit test's other class, the §5 refinements' own passes.
+REPAIRED_CHECKS = {
+    **TINY,
+    "methods": [
+        {"name": "gradient"}, {"name": "gradient_x_input"}, {"name": "integrated_gradients", "steps": 3},
+        {"name": "lrp", "composite": "epsilon_plus_flat"}, {"name": "noise"},
+    ],
+    "randomization": {"seeds": [0, 1], "max_boundaries": 2},
+    "occlusion": {"enabled": False},
+    "smprt": {"enabled": True, "samples": 3},
+    "emprt": {"enabled": True},
+    "random_logit": {"enabled": True},
+    "mprt_invariant_mask": {"enabled": True},
+    "mprt_non_baseline": {"enabled": True},
+}
+
+
+def test_the_repaired_checks_passes_are_declared_and_counted(tmp_path) -> None:
+    measured = measure_pipeline(validate_job(REPAIRED_CHECKS), str(tmp_path / "out"))
+    states = 1 + 2 * 3  # trained + 2 seeds x 3 stages (fc, layer4.2.conv1, layer4.1.conv1)
+    assert measured.states == states and measured.randomizations_per_batch == 6
+    per_state = 1 + 3 + 1  # gradient (shared with x input), IG 3, LRP; noise none
+    shared_maps = states * per_state  # the randomization check's maps; eMPRT reads the same ones
+    smprt = 3 * per_state * states  # 3 copies of every image through every method in every state
+    random_logit = per_state  # every method's map of the other class, trained model only
+    invariant_mask = 3  # the kept part's explanation at fc's, layer4.2.conv1's and layer4.1.conv1's input
+    non_baseline = 1 * (2 + 2 * 2)  # the LRP method's residual branch: trained at 2 blocks, 2 seeds x 2 stages
+    assert measured.expected.forward_backward == shared_maps + smprt + random_logit + invariant_mask + non_baseline
+    assert measured.expected.forward_only == 1 + 6  # the trained forward, one per randomized state (sign flips)
+    assert measured.recorded == measured.expected
+
+
+def test_the_quantus_comparison_times_mprt_alone() -> None:
+    from benchmark.bench.run import comparison_spec
+
+    spec = validate_job(REPAIRED_CHECKS)
+    comparison = comparison_spec(spec)
+    assert [m.name for m in comparison.methods] == ["gradient", "gradient_x_input"]
+    assert not comparison.section("smprt").enabled and not comparison.section("mprt_non_baseline").enabled
+    assert spec.section("smprt").enabled  # the job itself is untouched

@@ -40,6 +40,22 @@ def test_defaults_are_the_papers() -> None:
     assert spec.occlusion.kernels == [15, 8] and spec.occlusion.steps == 30 and spec.occlusion.blur_kernel == 15
     assert spec.metrics.ssim.k1 == 0.01 and spec.metrics.ssim.k2 == 0.03 and spec.metrics.ssim.win_size == 7
     assert spec.randomization.mode == "top_down" and spec.randomization.target == "label"
+    lrp = validate_job({**MINIMAL, "methods": [{"name": "lrp"}]}).methods[0]
+    assert lrp.output_relevance == "one" and lrp.method_id == "lrp_epsilon_plus_flat"  # DESIGN §4
+    assert spec.runtime.threads == 1
+
+
+def test_the_testbed_weights_need_the_tiny_resnet_on_ten_classes() -> None:
+    digits = {**MINIMAL, "model": {"name": "tiny-resnet", "weights": "testbed"}, "dataset": {"kind": "digits"}}
+    spec = validate_job(digits)
+    assert spec.num_classes() == 10 and spec.dataset.crop == 32  # the digits' own size unless set
+    assert validate_job({**digits, "dataset": {"kind": "digits", "crop": 64}}).dataset.crop == 64
+    with pytest.raises(SpecError, match="model.weights 'testbed' is the tiny-resnet trained on the 10 digit classes"):
+        validate_job({**digits, "model": {"name": "resnet50", "weights": "testbed"}})
+    with pytest.raises(SpecError, match="got tiny-resnet with 1000 classes"):
+        validate_job({**digits, "dataset": {"kind": "synthetic"}})
+    with pytest.raises(SpecError, match="the digits dataset has splits val and train, not 'test'"):
+        validate_job({**digits, "dataset": {"kind": "digits", "split": "test"}})
 
 
 def test_unknown_model_names_allowed_values(tmp_path: Path) -> None:
@@ -104,7 +120,7 @@ def test_required_root_for_real_datasets() -> None:
 
 def test_hash_ignores_execution_settings_only() -> None:
     base = validate_job(MINIMAL)
-    faster = validate_job({**MINIMAL, "runtime": {"device": "cpu", "batch_size": 3, "actors": 4}, "output": "s3://b/x"})
+    faster = validate_job({**MINIMAL, "runtime": {"device": "cpu", "in_flight": 3, "actors": 4}, "output": "s3://b/x"})
     other = validate_job({**MINIMAL, "randomization": {"seeds": [7]}})
     assert spec_hash(base) == spec_hash(faster)
     assert spec_hash(base) != spec_hash(other)

@@ -76,3 +76,29 @@ def test_loader_reports_bad_images_and_keeps_the_rest() -> None:
     assert batch.pixels.shape == (2, 3, 32, 32)
     assert [(e.image_id, e.source) for e in errors] == [("i1", "file1.jpg"), ("i2", "file2.jpg")]
     assert errors[0].reason == "truncated JPEG" and "ValueError: decoder bug" in errors[1].reason
+
+
+def test_digits_are_sklearns_images_upsampled_with_a_fixed_split() -> None:
+    from sklearn.datasets import load_digits
+
+    from benchmark.data.digits import DigitImages
+
+    bunch = load_digits()
+    val, train = DigitImages("val").index(), DigitImages("train").index()
+    assert len(val) + len(train) == len(bunch.target) == 1797
+    assert [r.image_id for r in val[:3]] == ["digit-0004", "digit-0009", "digit-0014"]
+    assert {r.image_id for r in val}.isdisjoint(r.image_id for r in train)
+    assert [r.label for r in val[:3]] == bunch.target[[4, 9, 14]].tolist()
+    image = DigitImages().decode(val[0])
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+    assert np.array_equal(image[..., 0], image[..., 2])
+    # bilinear upsampling of the grey levels scaled to 0-255 (half-pixel centres), rounded to uint8
+    grey = torch.from_numpy(np.rint(bunch.images[4] * 255 / 16))[None, None]
+    expected = torch.nn.functional.interpolate(grey, size=32, mode="bilinear", align_corners=False)[0, 0].numpy()
+    assert np.abs(image[..., 0] - expected).max() <= 1.0
+    spec = spec_for(kind="digits", limit=5)
+    assert Preprocess.from_spec(spec.dataset) == Preprocess(32, 32)  # no resize, no crop
+    pixels, _ = Preprocess.from_spec(spec.dataset)(image)
+    assert torch.equal(pixels, torch.from_numpy(image).permute(2, 0, 1).float() / 255)
+    with pytest.raises(ImageError, match="not an image of the digits dataset"):
+        DigitImages().decode(ImageRecord("digit-9999", "x"))

@@ -210,3 +210,43 @@ def test_speed_options_give_the_same_tables(tmp_path, option: str, tolerance: fl
         assert np.allclose(mine[column], reference[column], rtol=0, atol=tolerance, equal_nan=True)
     curves = [np.stack(sorted_rows(outs[on], "occlusion").curve) for on in (True, False)]
     assert np.allclose(*curves, rtol=0, atol=tolerance / 10)
+
+
+def test_the_run_summary_and_status_warn_of_all_zero_maps(tmp_path: Path, capsys) -> None:
+    """An untrained EfficientNet-B0 from efficientnet_pytorch's default initialisation explains nothing:
+    every LRP map is exactly zero (gradients are ~1e-14, not zero). The run must say so."""
+    spec = {
+        "name": "untrained-efficientnet",
+        "model": {"name": "efficientnet-b0", "weights": "random"},
+        "dataset": {"kind": "synthetic", "synthetic_images": 3, "shard_size": 2, "crop": 32},
+        "randomization": {"enabled": False},
+        "methods": [{"name": "gradient"}, {"name": "lrp", "composite": "epsilon_plus_flat"}],
+        "occlusion": {"kernels": [8], "steps": 2},  # some experiment must ask for the trained model's maps
+        "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0},
+    }
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["run", str(write_job(tmp_path, spec)), "--executor", "inline", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: lrp_epsilon_plus_flat: the trained model's map is all zero for 3 of 3 images" in printed
+    assert "warning: gradient" not in printed
+    markers = committed_shards(OutputStore(str(out)))
+    assert [markers[s]["degenerate_maps"] for s in (0, 1)] == [
+        {"lrp_epsilon_plus_flat": {"all_zero": 2}}, {"lrp_epsilon_plus_flat": {"all_zero": 1}}
+    ]
+    assert main(["status", str(out)]) == 0
+    assert "warning   lrp_epsilon_plus_flat: trained-model maps 3 all-zero (images)" in capsys.readouterr().out
+
+
+def test_degenerate_maps_counts_all_zero_and_non_finite_maps_per_method() -> None:
+    from benchmark.experiments.map_health import DegenerateMaps
+
+    counter = DegenerateMaps()
+    maps = torch.randn(3, 4, 4)
+    broken = maps.clone()
+    broken[0] = 0.0
+    broken[2, 1, 1] = float("nan")
+    counter.add({"a": maps, "b": broken})
+    counter.add({"a": torch.zeros(2, 4, 4), "b": maps[:2]})
+    assert counter.take() == {"b": {"all_zero": 1, "non_finite": 1}, "a": {"all_zero": 2}}
+    assert counter.take() == {}

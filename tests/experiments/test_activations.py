@@ -20,7 +20,8 @@ from benchmark.experiments.activations import (
     mean_quantiles,
     overtaking_probabilities,
 )
-from benchmark.results.schema import conform, table_schema
+
+from .walking import as_written
 
 
 def test_the_eighteen_quantiles_run_from_095_down_to_010() -> None:
@@ -59,10 +60,9 @@ def test_statistics_of_one_forward_pass_become_rows() -> None:
         model.module(inputs)
     for handle in handles:
         handle.remove()
-    table = statistics.table(["a", "b"], shard=4)
+    table = statistics.table(["a", "b"])
     assert table.num_rows == 2 * len(statistics.layers) and not modules[statistics.layers[0]]._forward_hooks
-    conform(table, table_schema("activations"), {"model": "m", "dataset": "d"})
-    rows = table.to_pandas()
+    rows = as_written(table, "activations", shard=4).to_pandas()
     for row in rows.itertuples():
         values = captured[row.layer][["a", "b"].index(row.image_id)].flatten().numpy()
         np.testing.assert_allclose(row.quantiles, np.quantile(values, QUANTILES), rtol=1e-5, atol=1e-6)

@@ -20,19 +20,18 @@ from ..attribution.attribution_models import (
     seeded,
     tiny_efficientnet,
 )
-from benchmark.attribution import AttributionContext, build_method, reduce_channels
+from benchmark.attribution import AttributionContext, build_method
 from benchmark.attribution.lrp import base_layer_map
 from benchmark.config.spec import KeptActivationSpec, LRPSpec, MetricsSpec, SkipPathSpec
 from benchmark.experiments.kept_features import KeptFeatureExplanation, layer_relevance
-from benchmark.experiments.context import BatchState
 from benchmark.results.maps import decode_map
 from benchmark.experiments.logits import LogitPreservation, pearson, spearman_rows
 from benchmark.experiments.skip_path import SkipPathDecomposition, residual_sum
 from benchmark.models.randomization import Randomizer, build_plan
-from benchmark.results.schema import conform, table_schema
+
+from .walking import as_written, make_batch, observe_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
-PARTITION = {"model": "m", "dataset": "d"}
 
 
 @pytest.fixture
@@ -75,30 +74,27 @@ def test_row_correlations_equal_scipy() -> None:
 def test_logit_preservation_per_seed_and_layer(resnet18) -> None:
     module = resnet18.module
     plan = single_layer_plan(module, ["layer4.1.conv2", "fc"])
-    experiment = LogitPreservation(resnet18, plan, [0, 1], Randomizer(module))
+    experiment = LogitPreservation(plan, [0, 1])
     inputs = make_inputs(resnet18)
     before = state_of(module)
     with torch.no_grad():
         reference = module(inputs)
-    saved = torch.tensor([2])  # the arrays of image 2 are saved (runtime.save_maps)
-    grid = experiment.run(inputs, reference, saved)
+    # the arrays of image 2 are saved (runtime.save_maps)
+    tables = observe_batch(experiment, resnet18, plan, [0, 1], make_batch(inputs, reference.argmax(1), saved=[2]))
     assert_restored(module, before)
-    assert grid.pearson.shape == (2, 2, 3) and grid.saved_after.shape == (2, 2, 1, reference.shape[1])
     # by hand: randomize layer4.1.conv2 with seed 1 and correlate
     randomizer = Randomizer(module)
     randomizer.randomize(["layer4.1.conv2"], 1)
     with torch.no_grad():
         after = module(inputs)
     randomizer.restore()
-    for image in range(3):
-        assert grid.pearson[1, 0, image] == pytest.approx(stats.pearsonr(reference[image], after[image])[0], rel=1e-6)
-        expected = stats.spearmanr(reference[image], after[image])[0]
-        assert grid.spearman[1, 0, image] == pytest.approx(expected, rel=1e-6)
-    state = BatchState(keys(3), inputs, reference.argmax(1), reference, [], 2, saved)
-    table = experiment.table(grid, state, plan.mode)
-    conform(table, table_schema("logits"), PARTITION)
-    rows = table.to_pandas()
+    rows = as_written(tables["logits"], "logits", shard=2).to_pandas()
     assert len(rows) == 12 and rows[rows.stage == 2].layers.map(list).eq([["fc"]] * 6).all()
+    assert (rows.shard == 2).all()
+    for image in range(3):
+        row = rows[(rows.seed == 1) & (rows.stage == 1) & (rows.image_id == keys(3)[image])].iloc[0]
+        assert row.pearson == pytest.approx(stats.pearsonr(reference[image], after[image])[0], rel=1e-6)
+        assert row.spearman == pytest.approx(stats.spearmanr(reference[image], after[image])[0], rel=1e-6)
     # the logit vectors of the saved image only, before and after, for the Fig. 5 scatter
     with_vectors = rows[rows.logits_before.notna()]
     assert sorted(with_vectors.image_id) == [keys(3)[2]] * 4
@@ -112,21 +108,19 @@ def test_logit_preservation_per_seed_and_layer(resnet18) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def skip_experiment(model, block: str, layers: list[str], **settings) -> SkipPathDecomposition:
+def skip_experiment(model, block: str, **settings) -> SkipPathDecomposition:
     methods = [
         build_method(LRPSpec(name="lrp", composite="adaptive_beta"), model),
         build_method(LRPSpec(name="lrp", composite="epsilon"), model),
     ]
-    plan = single_layer_plan(model.module, layers)
     spec = SkipPathSpec(enabled=True, block=block, **settings)
-    randomizer = Randomizer(model.module)
-    return SkipPathDecomposition(spec, MetricsSpec(), model, methods, plan, [0, 3], randomizer, "label", 64)
+    return SkipPathDecomposition(spec, MetricsSpec(), model, methods, "independent", 64)
 
 
 @pytest.mark.parametrize("case", ["resnet", "efficientnet"])
 def test_skip_and_residual_parts_add_up_to_the_lrp_explanation(case: str, resnet18) -> None:
     model, block = (resnet18, "layer4.1") if case == "resnet" else (tiny_efficientnet(), "_blocks.4")
-    experiment = skip_experiment(model, block, [f"{block}.conv2" if case == "resnet" else f"{block}._project_conv"])
+    experiment = skip_experiment(model, block)
     inputs, targets = make_inputs(model), make_targets()
     for method in experiment.methods:
         skip, residual = experiment.components(method, inputs, targets)
@@ -136,14 +130,15 @@ def test_skip_and_residual_parts_add_up_to_the_lrp_explanation(case: str, resnet
 
 
 def test_skip_path_rows_shares_and_maps(resnet18) -> None:
-    experiment = skip_experiment(resnet18, "layer4.1", ["layer4.1.conv2"], save_maps=True, map_size=4)
+    experiment = skip_experiment(resnet18, "layer4.1", save_maps=True, map_size=4)
+    plan = single_layer_plan(resnet18.module, ["layer4.1.conv2"])
     inputs, targets = make_inputs(resnet18), make_targets()
     before = state_of(resnet18.module)
-    grid = experiment.run(inputs, targets)
+    unnormalized = inputs * resnet18.std + resnet18.mean
+    tables = observe_batch(experiment, resnet18, plan, [0, 3], make_batch(inputs, targets, pixels=unnormalized))
     assert_restored(resnet18.module, before)
-    tables = experiment.tables(grid, keys(3), shard=1)
-    conform(tables["skip_path"], table_schema("skip_path"), PARTITION)
-    conform(tables["maps"], table_schema("maps"), PARTITION)
+    as_written(tables["skip_path"], "skip_path")
+    as_written(tables["maps"], "maps")
     rows = tables["skip_path"].to_pandas()
     assert len(rows) == 3 * 2 * 3 * 3  # states (trained + 2 seeds) × methods × components × images
     parts = rows[rows.component != "total"].fillna({"seed": -1}).groupby(["image_id", "method", "stage", "seed"]).share
@@ -156,7 +151,7 @@ def test_skip_path_rows_shares_and_maps(resnet18) -> None:
     images = every[every.kind == "input"]
     assert len(images) == 3 and images["shape"].map(list).eq([[3, 4, 4]] * 3).all()
     pixels = decode_map(images["values"].iloc[0], [3, 4, 4], images.scale.iloc[0])
-    expected = torch.nn.functional.adaptive_avg_pool2d(inputs[:1] * resnet18.std + resnet18.mean, 4)[0]
+    expected = torch.nn.functional.adaptive_avg_pool2d(unnormalized[:1], 4)[0]
     np.testing.assert_allclose(pixels, expected.numpy(), atol=2e-3)
     maps = every[every.kind == "map"]
     assert len(maps) == len(rows) and maps["shape"].map(list).eq([[4, 4]] * len(maps)).all()
@@ -179,7 +174,7 @@ def test_blocks_without_a_residual_sum_are_refused(resnet18) -> None:
     with pytest.raises(ValueError, match="has no residual sum"):
         residual_sum(efficientnet, "_blocks.0")  # 8 → 8 channels but no identity skip (first block of a stage)
     with pytest.raises(ValueError, match="needs at least one 'lrp' method"):
-        SkipPathDecomposition(SkipPathSpec(enabled=True), MetricsSpec(), resnet18, [], None, [0], None, "label", 8)
+        SkipPathDecomposition(SkipPathSpec(enabled=True), MetricsSpec(), resnet18, [], "top_down", 8)
 
 
 # ------------------------------------------------------------------------------------------
@@ -222,17 +217,13 @@ def test_kept_features_rows(bias_free_vgg) -> None:
     ]
     metrics = MetricsSpec(normalizations=["second_moment"], absolute=[False])
     spec = KeptActivationSpec(enabled=True, save_maps=True)
-    walk = (plan, [0, 1, 2], Randomizer(module))
-    experiment = KeptFeatureExplanation(spec, metrics, model, methods, *walk, "label", 64, "features.4")
+    experiment = KeptFeatureExplanation(spec, metrics, model, methods, plan.mode, 64, "features.4")
     inputs, targets = make_inputs(model), make_targets()
-    context = AttributionContext(keys(3))
-    reference = [reduce_channels(m.attribute(model, inputs, targets, context), m.reduction) for m in methods]
     before = state_of(module)
-    grid = experiment.run(inputs, keys(3), targets, reference)
+    tables = observe_batch(experiment, model, plan, [0, 1, 2], make_batch(inputs, targets))
     assert_restored(module, before)
-    tables = experiment.tables(grid, keys(3), shard=0)
-    conform(tables["kept_features"], table_schema("kept_features"), PARTITION)
-    conform(tables["maps"], table_schema("maps"), PARTITION)
+    as_written(tables["kept_features"], "kept_features")
+    as_written(tables["maps"], "maps")
     rows = tables["kept_features"].to_pandas()
     assert len(rows) == 4 * 2 * 3 * 3  # (trained + 3 seeds) × methods × metrics × images
     assert rows[rows.stage == 0].seed.isna().all() and set(rows[rows.stage == 1].seed) == {0, 1, 2}
@@ -244,5 +235,4 @@ def test_kept_features_rows(bias_free_vgg) -> None:
     assert maps[maps.component == "kept"].target.isna().all()  # the kept layer's activations: no class
     assert (maps[maps.component == "output"].target.to_numpy() == np.tile(targets.numpy(), 8)).all()
     with pytest.raises(ValueError, match="not a module"):
-        KeptFeatureExplanation(KeptActivationSpec(enabled=True, layer="nope"), metrics, model, methods, plan, [0],
-                               Randomizer(module), "label", 8, None)
+        KeptFeatureExplanation(KeptActivationSpec(enabled=True, layer="nope"), metrics, model, methods, plan.mode, 8, None)

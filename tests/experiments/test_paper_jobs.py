@@ -32,7 +32,11 @@ def fixtures(tmp_path_factory) -> Path:
 
 def tiny(raw: dict, fixtures: Path) -> dict:
     """The job at CI size: two readable images of the fixture dataset of the job's kind at 32 px,
-    random weights, few stages, steps and seeds. A job on images beyond the first keeps an offset."""
+    random weights, few stages, steps and seeds. A job on images beyond the first keeps an offset.
+
+    These runs check that every job's code path runs and writes its tables and figures, not any
+    number: with random weights EfficientNet-B0 (supp_fig09) has gradients of ~1e-14 and all-zero
+    LRP maps, which the run summary warns about (numbers on a trained network: tests/testbed)."""
     job = copy.deepcopy(raw)
     job["model"]["weights"] = "random"
     dataset = job["dataset"]

@@ -141,3 +141,26 @@ def test_stays_on_device(np_rng: np.random.Generator) -> None:
     assert all(t.device.type == "cuda" for t in gpu)
     for x, y in zip(cpu, gpu):
         torch.testing.assert_close(y.cpu(), x, equal_nan=True)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_every_metric_and_bound_of_a_non_finite_map_is_nan(np_rng: np.random.Generator, bad: float) -> None:
+    """skimage's SSIM is NaN there, numpy's MSE NaN or inf, scipy's Spearman NaN for a NaN pixel; here
+    every metric in every normalization is NaN, on either side, and the other images are untouched."""
+    from skimage.metrics import structural_similarity
+
+    comparer = MapComparer(MetricsSpec())
+    ref, other = _maps(np_rng)
+    clean = comparer.compare(comparer.prepare(ref), other)
+    broken_other = other.clone()
+    broken_other[1, 3, 3] = bad
+    broken_ref = ref.clone()
+    broken_ref[1, 0, 0] = bad
+    assert np.isnan(structural_similarity(ref[1].numpy(), broken_other[1].numpy(), data_range=2.0))
+    for values, bounds in (
+        comparer.compare(comparer.prepare(ref), broken_other),
+        comparer.compare(comparer.prepare(broken_ref), other),
+    ):
+        assert torch.isnan(values[:, 1]).all() and torch.isnan(bounds[:, 1]).all()
+        torch.testing.assert_close(values[:, [0, 2]], clean[0][:, [0, 2]], equal_nan=True)
+    assert torch.isinf(mse(ref, broken_other)[1]) or torch.isnan(mse(ref, broken_other)[1])

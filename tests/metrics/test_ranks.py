@@ -60,3 +60,19 @@ def test_monotone_transform_invariance(np_rng: np.random.Generator) -> None:
     a = torch.from_numpy(np_rng.normal(size=(2, 16, 16)))
     torch.testing.assert_close(spearman(a, torch.exp(a)), torch.ones(2, dtype=a.dtype))
     torch.testing.assert_close(spearman(a, -a), -torch.ones(2, dtype=a.dtype))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("side", ["reference", "other"])
+def test_a_map_with_a_non_finite_pixel_gives_nan(np_rng: np.random.Generator, bad: float, side: str) -> None:
+    """One broken pixel must not leave a near-perfect score (it sorted last: 0.9998 before). scipy
+    propagates a NaN; for an infinity it would rank it largest, we return NaN like SSIM and MSE."""
+    a = np_rng.normal(size=(3, 16, 16))
+    b = a + 0.01 * np_rng.normal(size=a.shape)
+    broken = a if side == "reference" else b
+    broken[1, 4, 5] = bad
+    ours = spearman(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    assert np.isnan(ours[1])
+    np.testing.assert_allclose(ours[[0, 2]], [np_spearman(a[i], b[i]) for i in (0, 2)], atol=1e-12)
+    if np.isnan(bad):
+        assert np.isnan(np_spearman(a[1], b[1]))

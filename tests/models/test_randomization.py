@@ -42,14 +42,30 @@ def test_resnet50_stages_are_the_papers_rule() -> None:
 
 
 def test_densenet_reaches_58_not_63() -> None:
+    """Every third '.conv1' ends a stage: 3, 6, …, 57, and a final partial stage reaches the 58th,
+    the first dense layer; only the stem conv stays trained."""
     _, plan = paper_plan("densenet121")
     assert plan.boundary_matches == 58
-    assert plan.boundaries_used == 57  # every third match: 3, 6, …, 57
-    assert len(plan.stages) == 1 + 19
+    assert plan.boundaries_used == 58
+    assert len(plan.stages) == 1 + 19 + 1
     assert any("63" in note and "58" in note for note in plan.notes)
+    assert any("remaining 1" in note and "boundary 58" in note for note in plan.notes)
     conv1_per_stage = [sum(m.endswith(".conv1") for m in s.modules) for s in plan.stages[1:]]
-    assert conv1_per_stage == [3] * 19
+    assert conv1_per_stage == [3] * 19 + [1]
     assert plan.stages[1].modules[0] == "features.denseblock4.denselayer16.conv2"
+    assert plan.stages[-1].modules == ("features.denseblock1.denselayer1.conv2", "features.denseblock1.denselayer1.conv1")
+    module, _ = paper_plan("densenet121")
+    weights = [n for n, m in module.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert set(weights) - set(plan.modules_at(len(plan.stages))) == {"features.conv0"}
+
+
+def test_a_max_boundaries_not_a_multiple_of_every_ends_with_a_partial_stage() -> None:
+    _, plan = paper_plan("resnet50", every=3, max_boundaries=7)
+    assert plan.boundaries_used == 7 and len(plan.stages) == 1 + 2 + 1
+    conv1_per_stage = [sum(m.endswith(".conv1") for m in s.modules) for s in plan.stages[1:]]
+    assert conv1_per_stage == [3, 3, 1]
+    _, exact = paper_plan("resnet50", every=3, max_boundaries=6)
+    assert len(exact.stages) == 3 and not any("remaining" in note for note in exact.notes)
 
 
 def test_efficientnet_has_16_depthwise_boundaries() -> None:

@@ -5,10 +5,12 @@ that cannot be aggregated."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
@@ -87,7 +89,8 @@ def test_written_files_match_schemas_and_meta(aggregated_run) -> None:
         assert all(table.schema.field(f.name).type.equals(f.type) for f in schema.arrow)
         assert len(pd.read_csv(aggregated_run / "aggregates" / f"{name}.csv")) == rows
     assert set(meta["tables"]) == {"randomization_stats", "occlusion_curves", "occlusion_scores", "rankings", "rank_agreement",
-                                   "occlusion_relative"}  # the job has a noise method: the random tile order
+                                   "occlusion_relative",  # the job has a noise method: the random tile order
+                                   "sign_flip_stats"}
 
 
 def known_ranking_output(folder, nan_images=()):
@@ -183,6 +186,66 @@ def test_activation_and_logit_stats_equal_pandas(tmp_path) -> None:
     mine = aggregated["logit_stats"].to_pandas().query("metric == 'pearson'").set_index("stage").sort_index()
     assert np.allclose(mine["mean"], expected["mean"]) and np.allclose(mine["std"], expected["std"])
     assert (mine.seeds == 2).all() and mine.layers.map(list).tolist() == [["layer1"], ["layer2"]]
+
+
+def test_sign_flip_stats_equal_pandas(aggregated_run) -> None:
+    rows = read_table(OutputStore(str(aggregated_run)), "target_logits").to_pandas()
+    assert len(rows) == IMAGES * 2 * 2 and (rows.flipped == (rows.logit * rows.trained_logit < 0)).all()
+    per_image = rows.groupby(["stage", "image_id"]).flipped.mean()
+    stats_ = aggregate_frame(aggregated_run, "sign_flip_stats").set_index("stage").sort_index()
+    assert np.allclose(stats_["mean"], per_image.groupby("stage").mean())
+    assert stats_.pairs.tolist() == [IMAGES * 2] * 2 and stats_.seeds.tolist() == [2, 2]
+    assert stats_.flipped.tolist() == rows.groupby("stage").flipped.sum().tolist()
+    assert stats_.layers.map(list).tolist() == [["fc"], ["layer4.2.conv2", "layer4.2.conv1"]]
+
+
+def check_score_rows(images: list[str], shard: int) -> pa.Table:
+    """Hand-made check_scores rows: sMPRT per seed and stage, eMPRT at the last stage (no normalization),
+    random logit without seed or stage; one NaN with its reason."""
+    rows = []
+    for method, level in (("a", 0.1), ("b", 0.5)):
+        for image in images:
+            number = int(image[-3:])
+            for seed, stage in itertools.product((0, 1), (1, 2)):
+                rows.append(dict(check="smprt", score="ssim", normalization="second_moment", seed=seed, mode="top_down",
+                                 stage=stage, value=level + 0.01 * number + 0.001 * seed + 0.1 * stage, bound=0.05))
+            rows.append(dict(check="emprt", score="entropy_change", normalization=None, seed=0, mode="top_down", stage=2,
+                             value=np.nan if (method, number) == ("a", 1) else level - 0.02 * number))
+            rows.append(dict(check="random_logit", score="ssim", normalization="second_moment", seed=None, mode=None,
+                             stage=None, value=level * 2, compared_class=3))
+            for row in rows[-6:]:
+                row.update(image_id=image, method=method)
+    column = lambda name: [row.get(name) for row in rows]  # noqa: E731
+    values = np.array(column("value"), dtype=np.float64)
+    return pa.table({
+        "image_id": column("image_id"), "method": column("method"), "reduction": ["sum"] * len(rows),
+        "check": column("check"), "score": column("score"), "normalization": pa.array(column("normalization"), pa.string()),
+        "absolute": [False] * len(rows), "seed": pa.array(column("seed"), pa.int32()),
+        "mode": pa.array(column("mode"), pa.string()), "stage": pa.array(column("stage"), pa.int32()),
+        "layer": pa.nulls(len(rows), pa.string()), "target": pa.array([1] * len(rows), pa.int32()),
+        "compared_class": pa.array(column("compared_class"), pa.int32()), "value": pa.array(values),
+        "bound": pa.array(column("bound"), pa.float64()), "coverage": pa.nulls(len(rows), pa.float64()),
+        "reason": pa.array(["zero entropy" if np.isnan(v) else None for v in values], pa.string()),
+        "shard": pa.array([shard] * len(rows), pa.int32()),
+    })
+
+
+def test_check_stats_equal_pandas_with_null_keys_and_directions(tmp_path) -> None:
+    out = fake_output(tmp_path / "out", tables=lambda images, shard: {"check_scores": check_score_rows(images, shard)})
+    stats_ = compute_aggregates(open_results(str(out)), BootstrapSettings(resamples=100))["check_stats"].to_pandas()
+    rows = read_table(OutputStore(str(out)), "check_scores").to_pandas()
+    assert len(stats_) == 2 * (2 + 1 + 1)  # per method: sMPRT's two stages, eMPRT, random logit
+    smprt = stats_[stats_["check"] == "smprt"].set_index(["method", "stage"]).sort_index()
+    expected = (rows[rows["check"] == "smprt"].groupby(["method", "stage", "image_id"]).value.mean()
+                .groupby(["method", "stage"]).mean())
+    assert np.allclose(smprt["mean"], expected.to_numpy()) and (smprt.seeds == 2).all() and (smprt.better == "lower").all()
+    assert np.allclose(smprt.bound_mean, 0.05)
+    emprt = stats_[stats_["check"] == "emprt"].set_index("method")
+    assert emprt.normalization.isna().all() and (emprt.better == "higher").all() and (emprt.stage == 2).all()
+    assert emprt.loc["a", "nans"] == 1 and emprt.loc["a", "count"] == 7 and emprt.loc["b", "nans"] == 0
+    logit = stats_[stats_["check"] == "random_logit"].set_index("method")
+    assert logit.stage.isna().all() and logit["mode"].isna().all() and (logit.seeds == 0).all()
+    assert logit.loc["b", "mean"] == pytest.approx(1.0)
 
 
 def test_stale_aggregates_are_recomputed(tmp_path) -> None:

@@ -50,7 +50,7 @@ def test_report_sections(report) -> None:
     out, html = report
     results = open_results(str(out))
     headings = ("Run", "The gap: randomization check vs. faithfulness", "Method rankings", "Figures",
-                "Aggregate tables", "Errors", "Manifest")
+                "Sign flips of the explained logit", "Aggregate tables", "Errors", "Manifest")
     for number, heading in enumerate(headings, start=1):
         assert f'<span class="num">{number}</span>{heading}</h2>' in html
     # a table of contents: every section and every figure, linked to its anchor
@@ -62,6 +62,10 @@ def test_report_sections(report) -> None:
     # wide tables scroll sideways; long ones are collapsed
     assert html.count('<div class="scroll">') >= 4 and re.search(r"<details><summary>occlusion_curves: \d+ rows", html)
     assert "precision" not in re.search(r'<table class="kv">(.*?)</table>', html).group(1)  # a CPU run: no TF32
+    # the sign-flip diagnostic: one row per stage, right after the figures
+    flips = results.aggregate("sign_flip_stats").to_pandas()
+    assert "fraction flipped" in html and len(flips) == 2
+    assert html.index('id="sign_flips"') > html.index('id="figures"') and html.index('id="sign_flips"') < html.index('id="tables"')
     assert results.manifest["run_id"] in html and results.manifest["spec_hash"] in html
     assert "Kendall&#x27;s τ = " in html and "occlusion faithfulness (auc, kernel 8)" in html
     assert "randomization_stats" in html and "occlusion_scores" in html

@@ -63,6 +63,17 @@ def test_error_activation_and_logit_tables_match_their_schemas(tmp_path) -> None
     assert sorted(errors["where"]) == ["load", "load", "shard"]
 
 
+def test_the_writer_stamps_the_shard_and_refuses_rows_of_another_shard(tmp_path) -> None:
+    store = OutputStore(str(tmp_path))
+    writer = ShardWriter(store, {"model": "m", "dataset": "d"})
+    rows = activation_rows(image_ids(3, 2), 3, layers=1, nonpositive=lambda layer, image: 0.1).drop_columns(["shard"])
+    writer.commit(3, {"activations": rows}, {})  # experiments write no shard column
+    written = read_table(store, "activations").to_pandas()
+    assert (written.shard == 3).all() and (written.model == "m").all() and len(written) == 2
+    with pytest.raises(SchemaError, match="rows of shards \\[3\\] written as shard 4"):
+        writer.commit(4, {"activations": activation_rows(image_ids(3, 2), 3, layers=1, nonpositive=lambda layer, image: 0.1)}, {})
+
+
 def test_writers_reject_rows_that_break_the_schema(tmp_path) -> None:
     store = OutputStore(str(tmp_path))
     writer = ShardWriter(store, {"model": "m", "dataset": "d"})

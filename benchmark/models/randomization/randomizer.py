@@ -67,6 +67,7 @@ class Randomizer:
         self._original: dict[str, torch.Tensor] = {}
         self._cache: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
         self._randomized: set[str] = set()  # modules currently holding randomized values
+        self.randomizations = 0  # calls of ``randomize``: one per model state put in place (``benchmark bench``)
 
     def _tensor(self, name: str) -> torch.Tensor:
         module_name, _, attr = name.rpartition(".")
@@ -85,6 +86,7 @@ class Randomizer:
     @torch.no_grad()
     def randomize(self, module_names: tuple[str, ...] | list[str], seed: int) -> None:
         """Randomize these modules (others are left as they are)."""
+        self.randomizations += 1
         for module_name in module_names:
             for name, value in self._values(module_name, seed).items():
                 tensor = self._tensor(name)

@@ -17,7 +17,9 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from ...metrics import METRICS
 from ..query import Results
+from ..store import FIGURES
 from .activations import nonpositive_figure, overtaking_figure
 from .curves import occlusion_figure, randomization_figure
 from .logits import logit_correlation_figure, logit_scatter_figure
@@ -25,7 +27,6 @@ from .maps import kept_maps_figure, seed_grid_figure, skip_path_maps_figure, sta
 from .paths import kept_similarity_figure, skip_path_figure
 from .style import MethodColors, PaperFigure, encode, method_order
 
-FIGURES = "figures"
 FORMATS = ("png", "pdf")
 PAPER_VARIANT = ("second_moment", False)  # normalization, absolute of the paper's figures
 
@@ -58,7 +59,8 @@ def paper_figures(results: Results, aggregates: dict[str, pa.Table], options: Pl
                                    frames.get("occlusion_relative"), offset)
     if stats is not None:
         for dataset, in _distinct(stats, ["dataset"]):
-            for metric in [m for m in ("ssim", "mse", "spearman") if m in set(stats.metric)]:
+            found = set(stats.metric)
+            for metric in [m for m in METRICS if m in found] + sorted(found - set(METRICS)):
                 for normalization, absolute in _variants(stats[(stats.dataset == dataset) & (stats.metric == metric)], options):
                     yield randomization_figure(stats, metric, normalization, absolute, dataset, colors, methods,
                                                options.confidence)

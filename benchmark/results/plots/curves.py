@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from .style import MethodColors, PaperFigure, figure_name, stage_label, panels, stage_axis, stage_list
+from ...metrics import METRICS
+from ...metrics.scores import AUC
+from .style import MethodColors, PaperFigure, figure_name, panels, stage_axis, stage_label, stage_list
 
 OCCLUSION_CAPTION = (
     "Model faithfulness by iterative occlusion with {kernel}x{kernel} tiles taken from a blurred copy of the image: "
     "softmax probability of the target after occluding the t most relevant tiles, mean over {images} images; the "
-    "band is the bootstrap {confidence} CI of the mean (not the spread of the images). Lower is better. {relative}"
+    "band is the bootstrap {confidence} CI of the mean (not the spread of the images). {better} {relative}"
 )
 RELATIVE_CAPTION = (
     "Right: each image's curve minus the same image's random-order curve (tiles occluded in a uniformly random "
@@ -44,14 +46,10 @@ RANDOMIZATION_CAPTION = (
     "maps), mean over {images} images with the bootstrap {confidence} CI of the mean. {bound}{better} "
     "Stages (randomized modules): {stages}."
 )
-BOUNDS = {"ssim": ("Theorem 1 bound", "Dashed, in each method's colour: the Theorem 1 bound C2/(σA²+σB²+C2) of that "
-                   "method's maps, the SSIM of uncorrelated maps. "),
-          "mse": ("Theorem 4 bound", "Dashed, in each method's colour: the Theorem 4 bound 2-2μAμB/(√E[A²]√E[B²]) "
-                  "of that method's maps, the MSE of uncorrelated maps. ")}
-BETTER_TEXT = {"ssim": "Lower is better.", "spearman": "Lower is better.", "mse": "Higher is better."}
+BOUND_CAPTION = ("Dashed, in each method's colour: the {label} {formula} of that method's maps, the {metric} of "
+                 "uncorrelated maps. ")
 NORMALIZATION_TEXT = {"second_moment": "maps divided by the square root of their second moment",
                       "max_abs": "maps divided by their largest magnitude", "none": "maps not normalized"}
-METRIC_TEXT = {"ssim": "SSIM", "mse": "MSE", "spearman": "Spearman rank correlation"}
 
 
 def occlusion_tag(kernel: int, dataset: str, offset: int = 0) -> str | None:
@@ -66,13 +64,12 @@ def occlusion_tag(kernel: int, dataset: str, offset: int = 0) -> str | None:
 
 def randomization_tag(metric: str, dataset: str, normalization: str, absolute: bool,
                       mode: str = "top_down") -> str | None:
-    """Paper Fig. 2 = supplement Fig. 4 (SSIM), supplement Fig. 5 (MSE), Fig. 6 (SSIM on COCO);
-    all top-down, with second-moment normalization of signed maps."""
-    if normalization != "second_moment" or absolute or mode != "top_down":
+    """The paper figure a metric's plot reproduces (its registry entry: Fig. 2 = supplement Fig. 4 for
+    SSIM, supplement Fig. 5 for MSE, Fig. 6 for SSIM on COCO); all top-down, with second-moment
+    normalization of signed maps."""
+    if normalization != "second_moment" or absolute or mode != "top_down" or metric not in METRICS:
         return None
-    if metric == "ssim":
-        return "supp-fig6" if dataset == "coco" else "paper-fig2-supp-fig4"
-    return "supp-fig5" if metric == "mse" else None
+    return METRICS[metric].paper_figure(dataset)
 
 
 def _band(axis, x, frame: pd.DataFrame, style: dict, label: str) -> None:
@@ -147,7 +144,7 @@ def occlusion_figure(curves: pd.DataFrame, kernel: int, dataset: str, colors: Me
         name=figure_name(tag, "occlusion", f"k{kernel}", dataset),
         title=f"Occlusion curves, kernel {kernel} ({dataset})",
         caption=OCCLUSION_CAPTION.format(
-            kernel=kernel, images=_images(data), confidence=f"{confidence:.0%}",
+            kernel=kernel, images=_images(data), confidence=f"{confidence:.0%}", better=AUC.better_text,
             relative=RELATIVE_CAPTION.format(baseline=baseline) if has_relative else NO_BASELINE),
         figure=figure,
         data={"curves": pd.concat(drawn, ignore_index=True) if drawn else data.iloc[:0],
@@ -163,8 +160,10 @@ def randomization_figure(stats: pd.DataFrame, metric: str, normalization: str, a
                  & (stats.absolute == absolute) & (stats.dataset == dataset)]
     keys = _panel_keys(data, ["model", "mode"])
     figure, axes = panels(len(keys), size=(5.0, 3.6))
-    bound_name, bound_text = BOUNDS.get(metric, (None, ""))
-    has_bound = bound_name is not None and data["bound_mean"].notna().any()
+    known = METRICS.get(metric)  # None: a metric this process did not register (plotted by its name)
+    bound = known.bound if known is not None else None
+    has_bound = bound is not None and data["bound_mean"].notna().any()
+    metric_label = known.axis_label if known is not None else metric
     drawn = []
     for axis, (model, mode) in zip(axes, keys):
         panel = data[(data.model == model) & (data["mode"] == mode)]
@@ -180,18 +179,18 @@ def randomization_figure(stats: pd.DataFrame, metric: str, normalization: str, a
             style = colors.line(method)
             (_band if cumulative else _points)(axis, x, line, style, method)
             if has_bound:
-                bound = line["bound_mean"].to_numpy(np.float64)
-                axis.plot(x, bound, color=style["color"], linestyle="--", linewidth=1.0, alpha=0.85,
-                          marker=None if cumulative else "_", markersize=12, label=f"{method}: {bound_name}")
+                axis.plot(x, line["bound_mean"].to_numpy(np.float64), color=style["color"], linestyle="--",
+                          linewidth=1.0, alpha=0.85, marker=None if cumulative else "_", markersize=12,
+                          label=f"{method}: {bound.label}")
             drawn.append(line.assign(label=[stage_label(layers, mode) for layers in line.layers], x=x))
         stage_axis(axis, range(len(stages)), [stage_label(layers, mode) for layers in stages.layers],
                    MODES.get(mode, (None, f"stage ({mode})"))[1])
         axis.set_title(f"{model} · {dataset} · {mode.replace('_', '-')} · {_images(panel)} images", fontsize=9)
-        axis.set_ylabel(f"{METRIC_TEXT.get(metric, metric)} to the trained model's map", fontsize=8)
+        axis.set_ylabel(f"{metric_label} to the trained model's map", fontsize=8)
         axis.grid(alpha=0.3)
         if not cumulative:
             axis.set_xlim(-0.6, len(stages) - 0.4)
-    extra = [Line2D([], [], color=colors(m), linestyle="--", linewidth=1.0, label=f"{m}: {bound_name}")
+    extra = [Line2D([], [], color=colors(m), linestyle="--", linewidth=1.0, label=f"{m}: {bound.label}")
              for m in methods if m in set(data.method)] if has_bound else []
     _legend(figure, colors, [m for m in methods if m in set(data.method)], extra)
     signed = "absolute" if absolute else "signed"
@@ -204,10 +203,12 @@ def randomization_figure(stats: pd.DataFrame, metric: str, normalization: str, a
         name=figure_name(tag, "randomization", metric, *variant, dataset),
         title=f"Randomization check: {metric} ({normalization}, {signed}; {dataset})",
         caption=RANDOMIZATION_CAPTION.format(
-            mode_text=mode_text, metric=METRIC_TEXT.get(metric, metric),
+            mode_text=mode_text, metric=known.label if known else metric,
             normalization=NORMALIZATION_TEXT.get(normalization, normalization), signed=signed,
-            images=_images(data), confidence=f"{confidence:.0%}", bound=bound_text if has_bound else "",
-            better=BETTER_TEXT.get(metric, ""), stages=stage_list(data[["stage", "layers"]]),
+            images=_images(data), confidence=f"{confidence:.0%}",
+            bound=BOUND_CAPTION.format(label=bound.label, formula=bound.formula, metric=metric_label)
+            if has_bound else "",
+            better=known.better_text if known else "", stages=stage_list(data[["stage", "layers"]]),
         ),
         figure=figure,
         data={"points": pd.concat(drawn, ignore_index=True) if drawn else data.iloc[:0]},

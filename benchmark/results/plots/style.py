@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 PANEL = (4.2, 3.2)  # inches per panel
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">")
@@ -35,6 +36,17 @@ class PaperFigure:
     data: dict[str, pd.DataFrame] = field(default_factory=dict)  # the series drawn, by name
     dpi: int = 120  # of the PNG (the PDF is vector)
     colors: int = 256  # of the PNG's palette
+
+    def __post_init__(self) -> None:
+        draw_literally(self.figure)
+
+
+def draw_literally(figure: Figure) -> None:
+    """Every text of the figure drawn as written. Labels come from users and files (method labels,
+    image ids, layer names): a '$' in them is a dollar sign, not the start of math that matplotlib's
+    mathtext parser would reject (``$\\foo{$``) or render as something else."""
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
 
 
 def panels(count: int, columns: int = 3, size: tuple[float, float] = PANEL, **kwargs) -> tuple[Figure, list[Axes]]:
