@@ -3,6 +3,7 @@ with token authentication on as Ray >= 2.60 does by default; plus the submission
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -66,15 +68,21 @@ def _head(folder: Path):
     with open(folder / "head.log", "w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
+        # the port opens before the dashboard's modules are loaded (a loaded machine answers the first
+        # requests with a closed connection): wait until the Jobs API itself answers
+        jobs = urllib.request.Request(f"http://127.0.0.1:{dashboard}/api/jobs/",
+                                      headers={"Authorization": f"Bearer {token.read_text()}"})
         while True:
             assert process.poll() is None, (folder / "head.log").read_text()
             try:
-                with socket.create_connection(("127.0.0.1", dashboard), timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the dashboard did not come up"
-                time.sleep(0.5)
+                with urllib.request.urlopen(jobs, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (OSError, http.client.HTTPException):
+                pass
+            assert time.monotonic() < deadline, "the dashboard's Jobs API did not come up"
+            time.sleep(0.5)
         yield f"http://127.0.0.1:{dashboard}", token, f"127.0.0.1:{gcs}", folder
     finally:
         process.send_signal(signal.SIGTERM)  # `ray start --block` stops the node's processes
