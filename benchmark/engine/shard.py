@@ -14,7 +14,7 @@ import platform
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import torch
@@ -30,6 +30,7 @@ from ..models.tuning import ExecutionSettings, fallback_settings, with_settings
 from ..profiling import span
 from ..results import OutputStore, ShardWriter, table_schema
 from .plan import ShardTask
+from .progress import ProgressSink, StateWork
 from .tuning import recorded_settings
 
 
@@ -71,8 +72,17 @@ class ShardRunner:
     """``settings``: the run's execution settings; by default those recorded in the run's manifest, so
     every worker of a run and every resume computes with the same ones (``engine.tuning``)."""
 
-    def __init__(self, spec: JobSpec, out_uri: str, worker: str | None = None, device: torch.device | None = None,
-                 settings: ExecutionSettings | None = None):
+    def __init__(
+        self,
+        spec: JobSpec,
+        out_uri: str,
+        worker: str | None = None,
+        device: torch.device | None = None,
+        progress: ProgressSink | None = None,
+        settings: ExecutionSettings | None = None,
+    ):
+        """``progress``: where every finished model state of every batch is reported (the run's
+        progress bar, in this process or through Ray)."""
         self.spec_hash = spec_hash(spec)  # the run's identity: the spec as given, 'auto' values and all
         device = device or resolve_device(spec.runtime.device)
         settings = settings or recorded_settings(out_uri)
@@ -88,6 +98,8 @@ class ShardRunner:
         self.dataset = build_dataset(spec)
         self.preprocess = Preprocess.from_spec(spec.dataset)
         self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
+        self.progress = progress
+        self.work = StateWork.of(self.evaluator.states, *self.evaluator.costs)
 
     def _batches(self, records: tuple[ImageRecord, ...]) -> Iterator[tuple[ImageBatch | None, list[LoadError]]]:
         """Decoded batches, the next one decoded in a background thread while this one computes."""
@@ -97,6 +109,21 @@ class ShardRunner:
         """Ids of this shard's images among the run's first ``runtime.save_maps`` (canonical order)."""
         end = self.spec.dataset.offset + self.spec.runtime.save_maps
         return frozenset(r.image_id for i, r in enumerate(task.records) if task.start + i < end)
+
+    def _reporter(self, task: ShardTask, attempt: int, images: int) -> Callable[[float], None] | None:
+        """The evaluator's progress callback for one batch of ``images`` images. Its first
+        ``images`` image-states are the trained model's, each worth ``work.trained`` of an image,
+        every later one ``work.each``: each report goes on with the work it carries."""
+        if self.progress is None:
+            return None
+        sink, work, position = self.progress, self.work, [0.0]
+
+        def report(units: float) -> None:
+            start, position[0] = position[0], position[0] + units
+            trained = max(0.0, min(position[0], images) - start)
+            sink.report(task.shard, attempt, units, trained * work.trained + (units - trained) * work.each)
+
+        return report
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
         """Evaluate, write and commit one shard, with the run's torch thread count whatever the machine
@@ -122,7 +149,8 @@ class ShardRunner:
             if batch is None:
                 continue
             images += len(batch)
-            for name, table in self.evaluator.evaluate(batch, save_maps).items():
+            report = self._reporter(task, attempt, len(batch))
+            for name, table in self.evaluator.evaluate(batch, save_maps, report).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started
         tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}

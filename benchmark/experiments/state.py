@@ -10,6 +10,7 @@ that share passes share them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from torch import Tensor
 
@@ -49,6 +50,7 @@ class ModelState:
     logits: Tensor | None  # [N, classes]; always for the trained model, else when asked for (``stage_logits``)
     context: AttributionContext
     _maps: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    on_maps: Callable[[set[str]], None] | None = field(default=None, repr=False)  # told the ids with maps so far
 
     @property
     def trained(self) -> bool:
@@ -66,6 +68,8 @@ class ModelState:
             with span("attribution around the passes (rules on/off, canonizers, reduction)"):
                 explained = method.attribute(self.model, self.batch.inputs, self.targets, self.context)
                 maps = self._maps[method.id] = reduce_channels(explained, method.reduction)
+            if self.on_maps is not None:
+                self.on_maps(set(self._maps))
         return maps
 
     def computed_maps(self) -> dict[str, Tensor]:
