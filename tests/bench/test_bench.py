@@ -196,6 +196,7 @@ def test_cli_grid(tmp_path, capsys) -> None:
     assert cell["best"] in grid and cell["default_over_best"] == pytest.approx(
         cell["median_seconds"]["default"] / cell["median_seconds"][cell["best"]])
     assert cell["default_label"] == "8/channels_last"  # TINY pins chunk and layout: the default is a grid point
+    assert cell["default_is_grid_point"] and cell["seconds"]["default"] == cell["seconds"]["8/channels_last"]
 
 
 # The repaired checks: sMPRT's copies, the random-logit test's other class, the §5 refinements' own passes.
