@@ -103,7 +103,7 @@ def workload(evaluator: BatchEvaluator, images: int) -> list[PassKind]:
         methods = {id(m): m for e in observers for m in e.explains()}.values()
         for method in methods:
             passes = method.passes()
-            if passes.backward == 0:
+            if passes is None or passes.backward == 0:  # None: not known in advance (a user's callable)
                 continue
             if passes.shared is not None:
                 if passes.shared in shared:

@@ -124,7 +124,7 @@ def test_the_probed_workload_is_the_jobs_declared_passes(tmp_path) -> None:
            "methods": AUTO["methods"] + [{"name": "lrp", "composite": "epsilon_plus_flat"}, {"name": "gradient_x_input"}]}
     spec = validate_job(job)
     model = load_model(spec, torch.device("cpu"))
-    evaluator = BatchEvaluator(spec, model, plan_for(spec, model.module))
+    evaluator = BatchEvaluator(spec, model, plan_for(spec, model.module, model.definition))
     kinds = workload(evaluator, images=2)
     expected = expected_passes(evaluator)
     assert sum(k.per_image for k in kinds if k.backward) == expected.forward_backward
@@ -134,6 +134,18 @@ def test_the_probed_workload_is_the_jobs_declared_passes(tmp_path) -> None:
     # gradient and gradient x input share one plain pass; IG 3 steps; one pass each under guided / LRP rules
     assert by_name == {("plain", 1): states, ("plain", 3): 3 * states, ("guided_backprop", 1): states,
                        ("lrp_epsilon_plus_flat", 1): states}
+
+
+def test_a_method_whose_passes_are_not_known_in_advance_is_left_out_of_the_probed_workload(tmp_path) -> None:
+    """A user's callable without declared passes (README example) is probed without: the known kinds only."""
+    job = {**AUTO, "methods": [{"name": "gradient"}, {"name": "jobs/examples/explain.py:input_x_gradient"}]}
+    spec = validate_job(job)
+    model = load_model(spec, torch.device("cpu"))
+    evaluator = BatchEvaluator(spec, model, plan_for(spec, model.module, model.definition))
+    assert evaluator.methods[1].passes() is None
+    kinds = workload(evaluator, images=2)
+    assert {(k.name, k.backward) for k in kinds} == {("plain", True), ("forward", False)}
+    assert sum(k.per_image for k in kinds if k.backward) == expected_passes(evaluator).forward_backward
 
 
 @pytest.mark.parametrize("keys", [["chunk_size"], ["channels_last"]])
