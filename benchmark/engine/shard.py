@@ -29,6 +29,7 @@ from ..models.threads import intra_op_threads
 from ..models.tuning import ExecutionSettings, fallback_settings, with_settings
 from ..profiling import span
 from ..results import OutputStore, ShardWriter, table_schema
+from .lease import LeaseFence
 from .plan import ShardTask
 from .progress import ProgressSink, StateWork
 from .tuning import recorded_settings
@@ -69,8 +70,7 @@ def shard_failure_rows(shard: int, attempt: int, reason: str) -> pa.Table:
 
 
 class ShardRunner:
-    """``settings``: the run's execution settings; by default those recorded in the run's manifest, so
-    every worker of a run and every resume computes with the same ones (``engine.tuning``)."""
+    """One worker's model, plan, methods and writer: evaluates and commits shards of one run."""
 
     def __init__(
         self,
@@ -79,10 +79,14 @@ class ShardRunner:
         worker: str | None = None,
         device: torch.device | None = None,
         progress: ProgressSink | None = None,
+        lease_token: str | None = None,
         settings: ExecutionSettings | None = None,
     ):
         """``progress``: where every finished model state of every batch is reported (the run's
-        progress bar, in this process or through Ray)."""
+        progress bar, in this process or through Ray). ``lease_token``: the driver's lease on the
+        output; a shard is written only while the output's lease still carries it. ``settings``:
+        the run's execution settings; by default those recorded in the run's manifest, so every
+        worker of a run and every resume computes with the same ones (``engine.tuning``)."""
         self.spec_hash = spec_hash(spec)  # the run's identity: the spec as given, 'auto' values and all
         device = device or resolve_device(spec.runtime.device)
         settings = settings or recorded_settings(out_uri)
@@ -97,7 +101,9 @@ class ShardRunner:
         self.evaluator = BatchEvaluator(spec, self.model, self.plan)
         self.dataset = build_dataset(spec)
         self.preprocess = Preprocess.from_spec(spec.dataset)
-        self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
+        fence = LeaseFence(out_uri, lease_token) if lease_token else None
+        self.fence = fence or (lambda: None)
+        self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec), fence=fence)
         self.progress = progress
         self.work = StateWork.of(self.evaluator.states, *self.evaluator.costs)
 
@@ -128,6 +134,7 @@ class ShardRunner:
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
         """Evaluate, write and commit one shard, with the run's torch thread count whatever the machine
         (numbers must not depend on where a shard ran)."""
+        self.fence()  # a run that lost its output starts nothing more there
         with intra_op_threads(self.settings.threads):
             return self._run(task, attempt)
 
