@@ -150,10 +150,16 @@ def settle_execution(spec: JobSpec, previous: dict[str, Any] | None, evaluator: 
     if previous is not None and EXECUTION in previous:
         return ExecutionRecord.from_manifest(previous[EXECUTION])
     runtime = spec.runtime
-    device = resolve_device(runtime.device)
-    fixed = fallback_settings(runtime, device.type)
     keys = open_keys(runtime)
     chosen_by = {key: ("probe" if key in keys else "runtime") for key in TUNED_KEYS}
+    try:
+        device = resolve_device(runtime.device)
+    except RuntimeError:  # the driver sees no such device (a CPU head of a GPU cluster): nothing to probe here
+        kind = runtime.device.partition(":")[0]
+        return ExecutionRecord(fallback_settings(runtime, kind), {
+            k: f"fallback (no {runtime.device} device on the driver to probe)" if k in keys else v
+            for k, v in chosen_by.items()}, runtime.device)
+    fixed = fallback_settings(runtime, device.type)
     if not keys:
         return ExecutionRecord(fixed, chosen_by, str(device))
     if runtime.tuning_seconds <= 0:
