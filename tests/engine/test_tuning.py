@@ -119,6 +119,17 @@ def test_no_budget_means_the_fallbacks(tmp_path, monkeypatch) -> None:
     assert state.manifest[EXECUTION]["settings"]["channels_last"] is True
 
 
+def test_a_driver_without_the_runs_device_records_the_fallbacks(tmp_path, monkeypatch) -> None:
+    """A CPU head of a GPU cluster cannot probe CUDA: the run starts with the fallbacks, says why, and
+    the workers (which have the device, or report that they have not) use them."""
+    refuse_probe(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    state = prepare_run(validate_job({**AUTO, "runtime": {**AUTO["runtime"], "device": "cuda"}}), str(tmp_path / "o"))
+    execution = state.manifest[EXECUTION]
+    assert execution["settings"]["precision"] == "tf32" and execution["settings"]["chunk_size"] == 8
+    assert execution["chosen_by"]["chunk_size"] == "fallback (no cuda device on the driver to probe)"
+
+
 def test_the_probed_workload_is_the_jobs_declared_passes(tmp_path) -> None:
     job = {**AUTO, "randomization": {"seeds": [0, 1], "max_boundaries": 1, "target": "own_prediction"},
            "methods": AUTO["methods"] + [{"name": "lrp", "composite": "epsilon_plus_flat"}, {"name": "gradient_x_input"}]}
