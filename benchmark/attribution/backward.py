@@ -16,6 +16,7 @@ from typing import Iterator, Literal
 import torch
 from torch import Tensor, nn
 
+from ..profiling import span
 from .base import ACTIVE_RULES
 from .reuse import StageReuse, input_leaf
 
@@ -97,6 +98,13 @@ def seeded_gradient(
     return gradient
 
 
+def pass_kind(rules: str | None, reusing: bool) -> str:
+    """The name under which ``profiling`` reports a forward+backward pass."""
+    if rules is not None:
+        return f"passes: forward+backward under {rules} rules"
+    return "passes: forward+backward, bottom replayed" if reusing else "passes: forward+backward, plain"
+
+
 def path_gradient(
     module: nn.Module,
     path: Path,
@@ -113,15 +121,18 @@ def path_gradient(
     inputs = path.inputs
     targets = targets.to(inputs.device)
     total = torch.zeros_like(inputs)
-    reusing = reuse is not None and isinstance(path, AtInput) and reuse.covers(inputs) and ACTIVE_RULES.get() is None
+    rules = ACTIVE_RULES.get()
+    reusing = reuse is not None and isinstance(path, AtInput) and reuse.covers(inputs) and rules is None
+    kind = pass_kind(rules, reusing)
     for steps, images in tiles(path.steps, inputs.shape[0], chunk_size):
         points = path.points(steps, images)  # [k, n, C, H, W]
         k, n = points.shape[:2]
         repeated = targets[images].repeat(k)
-        if reusing:
-            gradient = reused_target_gradient(reuse, module, points.flatten(0, 1), images, repeated, output)
-        else:
-            gradient = target_gradient(module, points.flatten(0, 1), repeated, output)
+        with span(kind):
+            if reusing:
+                gradient = reused_target_gradient(reuse, module, points.flatten(0, 1), images, repeated, output)
+            else:
+                gradient = target_gradient(module, points.flatten(0, 1), repeated, output)
         weights = path.weights[steps].view(k, *([1] * inputs.ndim))
         total[images] += (gradient.view(k, n, *inputs.shape[1:]) * weights).sum(dim=0)
     return total

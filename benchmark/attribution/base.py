@@ -131,6 +131,12 @@ class AttributionMethod(ABC):
         """The zennit composite that modifies this method's backward pass; None for the plain gradient."""
         return None
 
+    @property
+    def has_backward_rules(self) -> bool:
+        """Whether this method's passes run under backward rules: a kind of pass of its own for the speed
+        accounting and the execution probe (a zennit-hooked pass costs more than a plain one)."""
+        return type(self).backward_rules is not AttributionMethod.backward_rules
+
     @contextmanager
     def rules_applied(self, model: ModelBundle, inputs: Tensor) -> Iterator[None]:
         """The method's backward rules registered on the model for the duration (removed after)."""

@@ -5,36 +5,14 @@ and none of the pipeline around them (no stages, maps, metrics, occlusion or I/O
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import nullcontext
-from typing import ContextManager
 
 import torch
 
 from ..attribution import AttributionMethod
-from ..attribution.reuse import record_forward, replaying
+from ..engine.probe import pass_function, timed
 from ..models.bundle import ModelBundle
 from .accounting import PassKey
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(once: Callable[[], None], device: torch.device, repeats: int) -> float:
-    """Median of ``repeats`` timed calls after one warm-up call."""
-    once()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        once()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def time_pass(model: ModelBundle, key: PassKey, shape: tuple[int, ...], methods: dict[str, AttributionMethod],
@@ -42,36 +20,8 @@ def time_pass(model: ModelBundle, key: PassKey, shape: tuple[int, ...], methods:
     """Seconds of one bare call of this kind (median of ``repeats`` after a warm-up)."""
     batch, grad, rules, replayed = key
     x = torch.randn(batch, *shape, device=model.device)
-
-    def rules_on() -> ContextManager:
-        return methods[rules].rules_applied(model, x) if rules else nullcontext()
-
-    if not grad:
-        def once() -> None:
-            with torch.no_grad():
-                model.module(x)
-    elif replayed:
-        with rules_on():
-            _, recording = record_forward(model.module, x.detach().requires_grad_(True), frozenset())
-
-        def once() -> None:
-            with rules_on(), replaying(model.module, recording, replayed):
-                out = model.module(recording.leaf)
-            torch.autograd.grad(out, recording.leaf, grad_outputs=first_class(out), retain_graph=True)
-    else:
-        def once() -> None:
-            with rules_on():
-                leaf = x.detach().requires_grad_(True)
-                out = model.module(leaf)
-                torch.autograd.grad(out, leaf, grad_outputs=first_class(out))
-
-    return median_seconds(once, model.device, repeats)
-
-
-def first_class(out: torch.Tensor) -> torch.Tensor:
-    seed = torch.zeros_like(out)
-    seed[:, 0] = 1
-    return seed
+    once = pass_function(model, x, grad, methods[rules] if rules else None, replayed=replayed)
+    return timed(once, model.device, repeats)
 
 
 def describe(key: PassKey) -> str:

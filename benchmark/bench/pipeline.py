@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from contextlib import nullcontext
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -12,6 +13,9 @@ import torch
 from ..config.spec import JobSpec
 from ..engine.driver import prepare_run
 from ..engine.shard import ShardRunner
+from ..engine.tuning import ExecutionRecord
+from ..models.tuning import ExecutionSettings, with_settings
+from ..profiling import Profile
 from .accounting import PassCount, PassRecorder, count_images, expected_passes
 
 
@@ -27,6 +31,10 @@ class PipelineMeasurement:
     expected: PassCount
     peak_memory_bytes: int
     runner: ShardRunner
+    execution: ExecutionRecord  # the run's execution settings and how they were decided (the probe's time)
+    out: str
+    profile: dict[str, float] | None = None  # seconds by part of the pipeline (``--profile``)
+    profile_calls: dict[str, int] | None = None
 
     @property
     def randomizations_per_batch(self) -> float:
@@ -64,9 +72,14 @@ def peak_memory(device: torch.device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
-def measure_pipeline(spec: JobSpec, out: str) -> PipelineMeasurement:
-    """Run every shard of ``spec`` once, in this process, into ``out``; model loading is excluded
-    (it is paid once per actor, not per image) and one image is evaluated first as a warm-up."""
+def measure_pipeline(spec: JobSpec, out: str, settings: ExecutionSettings | None = None,
+                     profile: bool = False) -> PipelineMeasurement:
+    """Run every shard of ``spec`` once, in this process, into ``out``; model loading and the execution
+    probe are excluded (paid once per actor and once per run, not per image) and one image is evaluated
+    first as a warm-up. ``settings``: execution settings to use instead of probing ('auto' resolved to
+    them: how repeated measurements of one job keep the first one's); ``profile``: time every part."""
+    if settings is not None:
+        spec = with_settings(spec, settings)
     state = prepare_run(spec, out, new_run=True)
     runner = ShardRunner(spec, out, worker="bench")
     device = runner.model.device
@@ -76,7 +89,7 @@ def measure_pipeline(spec: JobSpec, out: str) -> PipelineMeasurement:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     counts = replace(runner.evaluator.counts)
-    with PassRecorder(runner.model.module) as recorder:
+    with PassRecorder(runner.model.module) as recorder, (Profile(device) if profile else nullcontext()) as parts:
         started = time.perf_counter()
         images = sum(runner.run(task)["images"] for task in state.tasks)
         if device.type == "cuda":
@@ -94,4 +107,8 @@ def measure_pipeline(spec: JobSpec, out: str) -> PipelineMeasurement:
         expected=expected_passes(runner.evaluator),
         peak_memory_bytes=peak_memory(device),
         runner=runner,
+        execution=state.execution,
+        out=out,
+        profile=parts.parts() if parts is not None else None,
+        profile_calls=dict(parts.calls) if parts is not None else None,
     )

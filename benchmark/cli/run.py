@@ -83,7 +83,8 @@ def run_holding_the_lease(args: argparse.Namespace, spec, uri: str, stop, lease)
     print(
         f"run '{spec.name}' ({state.manifest['run_id']}, spec {state.manifest['spec_hash']}) -> {state.out}\n"
         f"  {len(state.tasks)} shards, {len(state.committed)} already committed, {len(state.pending)} to run "
-        f"({pending_images} images x {states} model states), {stages} randomization stages",
+        f"({pending_images} images x {states} model states), {stages} randomization stages\n"
+        f"  execution: {state.execution.describe()}",
         file=sys.stderr,
     )
     for note in state.notes:

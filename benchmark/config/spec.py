@@ -23,7 +23,7 @@ TargetPolicy = Literal["label", "original_prediction", "own_prediction"]
 Reduction = Literal["sum", "mean", "l2"]
 Normalization = Literal["second_moment", "max_abs", "none"]
 DataRangeRule = Literal["joint", "reference"]
-Precision = Literal["fp32", "tf32"]
+Precision = Literal["auto", "fp32", "tf32"]
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=-]*$")  # a model or method id: a partition value, a file-name part
 
 
@@ -625,7 +625,13 @@ class KeptActivationSpec(MapOutputSpec):
 
 class RuntimeSpec(StrictModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    precision: Precision = Field("tf32", description="tf32 matmuls on GPU (default) or strict fp32.")
+    # Execution settings: 'auto' (the default) is decided by a short probe at the start of a run, on the run's
+    # model, input size, device and method mix (benchmark/models/tuning.py), recorded in the manifest and reused
+    # by every worker and on every resume; an explicit value is used as given.
+    precision: Precision = Field(
+        "auto", description="Matmul precision on GPU: tf32, strict fp32, or 'auto' (tf32 where the probe measures it "
+        "faster). No effect on a CPU."
+    )
     batch_size: int = Field(
         16,
         ge=1,
@@ -635,28 +641,31 @@ class RuntimeSpec(StrictModel):
     chunk_size: int | Literal["auto"] = Field(
         "auto",
         description="Most inputs in one forward/backward pass (images, IG steps, SmoothGrad samples, occlusion "
-        "steps): 'auto' sizes it to GPU memory, or 8 on a CPU, where bigger batches are slower. Part of the spec "
-        "hash, like batch_size; 'auto' on a GPU depends on the free memory: set a number for bitwise-repeatable "
-        "GPU runs.",
+        "steps): 'auto' is chosen by the probe (on a GPU up to what memory allows). Changes the last bits of results.",
     )
-    channels_last: bool = Field(
-        True,
-        description="Convolutions in channels-last (NHWC) memory layout; same numbers, faster: measured 6-25 % "
-        "per forward+backward on a CPU for all five models, and what tensor cores want on a GPU.",
+    channels_last: bool | Literal["auto"] = Field(
+        "auto",
+        description="Convolutions in channels-last (NHWC) memory layout, or the default (NCHW) layout: same numbers "
+        "to float rounding; which is faster depends on model, input size and device ('auto': the probe decides).",
     )
-    reuse_bottom_forward: bool = Field(
-        True,
+    reuse_bottom_forward: bool | Literal["auto"] = Field(
+        "auto",
         description="Record the plain gradient pass of the trained model once per batch and, in every randomized "
-        "stage, recompute only the modules from the first randomized one on (same numbers; the forward of the "
-        "trained bottom is paid once).",
+        "stage, recompute only the modules from the first randomized one on (same numbers; 'auto': on unless the "
+        "probe measures a replayed pass no faster than a fresh one).",
     )
-    threads: int = Field(
-        1,
-        ge=1,
+    threads: int | Literal["auto"] = Field(
+        "auto",
         description="torch intra-op CPU threads of every worker (the inline run and each Ray actor), whatever the "
         "machine. torch splits float reductions across its threads, so the thread count changes the last bits of "
-        "results: fixed here, numbers do not depend on where they ran (and it is part of the spec hash). On a "
-        "CPU-only cluster give actors as many CPUs: runtime.num_cpus.",
+        "results: fixed for the whole run, numbers do not depend on where they ran. 'auto': the probe chooses "
+        "between 1 and the CPUs a worker may use (runtime.num_cpus, default 1, so 1 thread).",
+    )
+    tuning_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Budget of the probe that decides the 'auto' execution settings at the start of a run (each "
+        "kind of pass is measured at least once); 0: no probe, fixed fallbacks.",
     )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
@@ -672,6 +681,13 @@ class RuntimeSpec(StrictModel):
     def _positive_chunk(cls, value: int | str) -> int | str:
         if value != "auto" and value < 1:
             raise ValueError(f"chunk_size must be 'auto' or at least 1, got {value}")
+        return value
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError(f"threads must be 'auto' or at least 1, got {value}")
         return value
 
     @field_validator("device")
@@ -822,7 +838,8 @@ class JobSpec(StrictModel):
 
 
 # Keys whose values do not change any number in the results: a resume may change them. Not here:
-# runtime.threads, batch_size and chunk_size (float reduction order; tests/engine/test_determinism.py).
+# runtime.threads, batch_size, chunk_size, channels_last, precision (float reduction order;
+# tests/engine/test_determinism.py); their 'auto' values are resolved once and recorded in the manifest.
 # runtime.device is here although a GPU's numbers differ from a CPU's in the last bits: 'auto'
 # resolves per machine anyway, and every shard records its device (table 'shards').
 EXECUTION_ONLY_KEYS = {
@@ -832,6 +849,7 @@ EXECUTION_ONLY_KEYS = {
     ("runtime", "actors"),
     ("runtime", "in_flight"),
     ("runtime", "max_attempts"),
+    ("runtime", "tuning_seconds"),  # only how long the first attempt probes; resumes take the recorded settings
     ("dataset", "read_timeout"),
     ("output",),
     ("description",),

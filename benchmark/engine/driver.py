@@ -28,6 +28,7 @@ from ..results.store import AGGREGATES, COMMITS, FAILURES, FIGURES, MANIFEST, RE
 from .lease import LeaseFence, LeaseLost
 from .manifest import ResumeRefused, check_resume, check_same_images, new_manifest
 from .plan import ShardTask, dataset_fingerprint, describe_shards, plan_shards
+from .tuning import EXECUTION, ExecutionRecord, settle_execution
 from .shard import partition_of, shard_failure_rows
 from .status import status  # noqa: F401  (kept importable from here)
 
@@ -46,6 +47,7 @@ class RunState:
     pending: list[ShardTask]
     committed: dict[int, dict]
     notes: list[str] = field(default_factory=list)  # what the checks found worth saying (a moved dataset)
+    execution: ExecutionRecord | None = None  # how the run computes (``engine.tuning``), as decided at its start
     lease_token: str | None = None  # the driver's lease on the output: workers write only while it holds
 
     def holds_output(self) -> str | None:
@@ -77,20 +79,21 @@ def output_uri(spec: JobSpec, out: str | None) -> str:
     return uri
 
 
-def preflight_model(spec: JobSpec) -> tuple[dict, str, dict]:
+def preflight_model(spec: JobSpec) -> tuple[dict, str, dict, BatchEvaluator]:
     """Build on the driver, before any work, everything a worker will build: the model with its
     weights, the randomization plan, the methods and the experiments. A missing pretrained file,
     a mismatching state dict, a factory that cannot be imported, a bad randomization rule, an
     unsupported method (LRP on a model that fails the conservation probe) or a module name that
     does not exist fails here, once, instead of in every worker. Returns the stage plan (as
-    written to the manifest), the weights' source and what the manifest records of the model."""
+    written to the manifest), the weights' source, what the manifest records of the model and the
+    evaluator (the execution probe reuses it)."""
     try:
         model = load_model(spec, torch.device("cpu"))
         plan = plan_for(spec, model.module, model.definition)
-        BatchEvaluator(spec, model, plan)
+        evaluator = BatchEvaluator(spec, model, plan)
     except (ValueError, NotImplementedError) as error:  # names the key; MethodNotSupported included
         raise SpecError(f"job '{spec.name}' cannot run: {error}") from None
-    return plan.describe(), model.weights_source, model.describe(spec.model.model_id)
+    return plan.describe(), model.weights_source, model.describe(spec.model.model_id), evaluator
 
 
 def discard_previous(store: OutputStore) -> None:
@@ -123,15 +126,18 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
     tasks = plan_shards(records, spec.dataset.offset, spec.dataset.shard_size)
     shard_plan = describe_shards(tasks, spec.dataset.shard_size)
     notes = check_same_images(previous, spec, shard_plan) if resuming else []
-    randomization_plan, weights_source, model_record = preflight_model(spec)
+    randomization_plan, weights_source, model_record, evaluator = preflight_model(spec)
 
     # every check passed: from here on the output changes
     if previous is not None and new_run:
         discard_previous(store)
         previous = None
+    # chunk size, layout, threads, precision: decided once (a probe at the first attempt), kept on resume
+    execution = settle_execution(spec, previous, evaluator, len(records))
     manifest = new_manifest(
         spec,
         previous,
+        execution=execution.as_manifest() if not execution.reused else previous[EXECUTION],
         dataset=dataset.describe(),
         dataset_fingerprint=dataset_fingerprint(shard_plan),
         weights=weights_source,
@@ -148,7 +154,7 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
     hashes = run_spec_hashes(manifest)
     committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") in hashes}
     pending = [task for task in tasks if task.shard not in committed]
-    return RunState(spec, uri, store, manifest, tasks, pending, committed, notes)
+    return RunState(spec, uri, store, manifest, tasks, pending, committed, notes, execution)
 
 
 def record_failure(state: RunState, task: ShardTask, attempt: int, reason: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import JobSpec, science_dict, spec_differences, spec_hash
 from ..config.spec import LOCATION_KEYS
+from ..models.tuning import fallback_settings
 from ..results.reader import run_spec_hashes
 from ..results.schema import SCHEMA_VERSION, check_version
 
@@ -43,6 +44,8 @@ def new_manifest(
     spec: JobSpec, previous: dict[str, Any] | None = None, run_id: str | None = None, **sections: Any
 ) -> dict[str, Any]:
     now = time.time()
+    execution = sections.get("execution")
+    settings = execution["settings"] if execution else fallback_settings(spec.runtime, "cpu").as_dict()
     equivalent = sorted(run_spec_hashes(previous or {}) - {spec_hash(spec)})
     return {
         "schema_version": SCHEMA_VERSION,
@@ -56,8 +59,8 @@ def new_manifest(
         "versions": library_versions(),
         "host": platform.node(),
         "seeds": list(spec.randomization.seeds),
-        "precision": spec.runtime.precision,
-        "threads": spec.runtime.threads,
+        "precision": settings["precision"],
+        "threads": settings["threads"],
         "attempts": (previous or {}).get("attempts", 0) + 1,
         **({"equivalent_spec_hashes": equivalent} if equivalent else {}),
         **sections,

@@ -4,8 +4,8 @@ Placement: one actor per ``runtime.num_gpus`` GPUs (fractions allowed) and ``run
 CPUs, counted per alive node, so a node's leftovers are not summed across nodes;
 ``runtime.actors`` overrides the count. On a cluster without GPUs that this run started itself
 (the embedded ``ray.init()``), GPU actors could never be placed: they become CPU actors, one per
-``runtime.num_cpus`` CPUs. Every actor runs torch with ``runtime.threads`` threads, as the inline
-executor does, so numbers do not depend on the actor count or the machine. A remote cluster without
+``runtime.num_cpus`` CPUs. Every actor runs torch with the run's threads (``runtime.threads``, or the
+count its probe chose, from the manifest), as the inline executor does, so numbers do not depend on the actor count or the machine. A remote cluster without
 GPUs may be autoscaling: the actors are requested anyway (set ``runtime.actors`` to the number
 of GPUs the cluster scales to). Every actor builds its model once and keeps it.
 
@@ -113,7 +113,7 @@ class ShardActor:
         this actor reliably (ray-project/ray#53727), and Ray warns about it on the terminal."""
         import torch
 
-        torch.set_num_threads(spec.runtime.threads)  # ShardRunner.run sets it too; this covers model loading
+        torch.set_num_threads(1)  # until the runner has read the run's settings (it loads the model with them)
         self.code = usercode.install(shipment)  # before the model and methods are built from it
         context = ray.get_runtime_context()
         self.node = context.get_node_id()

@@ -24,12 +24,15 @@ from ..data import ImageBatch, LoadError, Preprocess, build_dataset
 from ..data.base import ImageRecord
 from ..data.loader import prefetch_batches
 from ..experiments.batch import BatchEvaluator
-from ..models import load_model, plan_for
+from ..models import load_model, plan_for, resolve_device
 from ..models.threads import intra_op_threads
+from ..models.tuning import ExecutionSettings, fallback_settings, with_settings
+from ..profiling import span
 from ..results import OutputStore, ShardWriter, table_schema
 from .lease import LeaseFence
 from .plan import ShardTask
 from .progress import ProgressSink, StateWork
+from .tuning import recorded_settings
 
 
 def partition_of(spec: JobSpec) -> dict[str, str]:
@@ -67,6 +70,8 @@ def shard_failure_rows(shard: int, attempt: int, reason: str) -> pa.Table:
 
 
 class ShardRunner:
+    """One worker's model, plan, methods and writer: evaluates and commits shards of one run."""
+
     def __init__(
         self,
         spec: JobSpec,
@@ -75,13 +80,23 @@ class ShardRunner:
         device: torch.device | None = None,
         progress: ProgressSink | None = None,
         lease_token: str | None = None,
+        settings: ExecutionSettings | None = None,
     ):
         """``progress``: where every finished model state of every batch is reported (the run's
         progress bar, in this process or through Ray). ``lease_token``: the driver's lease on the
-        output; a shard is written only while the output's lease still carries it."""
+        output; a shard is written only while the output's lease still carries it. ``settings``:
+        the run's execution settings; by default those recorded in the run's manifest, so every
+        worker of a run and every resume computes with the same ones (``engine.tuning``)."""
+        self.spec_hash = spec_hash(spec)  # the run's identity: the spec as given, 'auto' values and all
+        device = device or resolve_device(spec.runtime.device)
+        settings = settings or recorded_settings(out_uri)
+        if settings is not None:
+            spec = with_settings(spec, settings)  # every 'auto' resolved as the run decided
+        self.settings = settings or fallback_settings(spec.runtime, device.type)
         self.spec = spec
         self.worker = worker or default_worker_name()
-        self.model = load_model(spec, device)
+        with intra_op_threads(self.settings.threads):
+            self.model = load_model(spec, device)
         self.plan = plan_for(spec, self.model.module, self.model.definition)
         self.evaluator = BatchEvaluator(spec, self.model, self.plan)
         self.dataset = build_dataset(spec)
@@ -89,7 +104,6 @@ class ShardRunner:
         fence = LeaseFence(out_uri, lease_token) if lease_token else None
         self.fence = fence or (lambda: None)
         self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec), fence=fence)
-        self.spec_hash = spec_hash(spec)
         self.progress = progress
         self.work = StateWork.of(self.evaluator.states, *self.evaluator.costs)
 
@@ -118,10 +132,10 @@ class ShardRunner:
         return report
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
-        """Evaluate, write and commit one shard, with ``runtime.threads`` torch threads whatever the
-        machine (numbers must not depend on where a shard ran)."""
+        """Evaluate, write and commit one shard, with the run's torch thread count whatever the machine
+        (numbers must not depend on where a shard ran)."""
         self.fence()  # a run that lost its output starts nothing more there
-        with intra_op_threads(self.spec.runtime.threads):
+        with intra_op_threads(self.settings.threads):
             return self._run(task, attempt)
 
     def _run(self, task: ShardTask, attempt: int) -> dict:
@@ -131,7 +145,13 @@ class ShardRunner:
         errors: list[LoadError] = []
         images = 0
         save_maps = self._save_maps(task)
-        for batch, batch_errors in self._batches(task.records):
+        batches = iter(self._batches(task.records))
+        while True:
+            with span("loading images (waiting for the decoder)"):
+                item = next(batches, None)
+            if item is None:
+                break
+            batch, batch_errors = item
             errors.extend(batch_errors)
             if batch is None:
                 continue
@@ -160,5 +180,6 @@ class ShardRunner:
             }
         )
         info = {"spec_hash": self.spec_hash, "worker": self.worker, "attempt": attempt, "degenerate_maps": degenerate}
-        self.writer.commit(task.shard, tables, info)
+        with span("writing (Parquet, commit)"):
+            self.writer.commit(task.shard, tables, info)
         return {**summary, "degenerate_maps": degenerate}

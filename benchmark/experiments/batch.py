@@ -20,7 +20,9 @@ from ..config.spec import JobSpec
 from ..data.loader import ImageBatch
 from ..models.bundle import ModelBundle
 from ..models.chunking import resolve_chunk_size
+from ..models.tuning import fallback_settings
 from ..models.randomization import RandomizationPlan
+from ..profiling import span
 from .base import Setup, enabled_experiments, observes_randomized
 from .map_health import DegenerateMaps
 from .state import Batch
@@ -43,7 +45,8 @@ class BatchEvaluator:
         self.methods = [build_method(method, model) for method in spec.methods]
         kinds = enabled_experiments(spec)
         randomized = bool(plan.stages) and observes_randomized(spec)
-        reuse = randomized and spec.runtime.reuse_bottom_forward
+        # a run's workers get every execution setting resolved (``engine.tuning``); elsewhere 'auto' falls back
+        reuse = randomized and fallback_settings(spec.runtime, model.device.type).reuse_bottom_forward
         retained = spec.runtime.batch_size if reuse else 0
         self.chunk_size = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         setup = Setup(spec, model, plan, self.methods, self.chunk_size)
@@ -81,7 +84,8 @@ class BatchEvaluator:
         with closing(self.walk.states(batch, self._trained_forward(), counter)) as states:
             for state in states:
                 for experiment in self.experiments if state.trained else self.randomized_observers:
-                    experiment.observe(state)
+                    with span(f"experiment {experiment.section}: the rest"):
+                        experiment.observe(state)
                 if state.trained:
                     self.degenerate_maps.add(state.computed_maps())
                 self.counts.states += 1
@@ -89,12 +93,15 @@ class BatchEvaluator:
         self.counts.randomizations += self.walk.randomizer.randomizations - randomizations
         tables: dict[str, pa.Table] = {}
         for experiment in self.experiments:
-            for name, table in experiment.finish().items():
+            with span(f"experiment {experiment.section}: the rest"):
+                finished = experiment.finish()
+            for name, table in finished.items():
                 tables[name] = pa.concat_tables([tables[name], table]) if name in tables else table
         return tables
 
     def _batch(self, images: ImageBatch, save_maps: frozenset[str]) -> Batch:
-        images = images.to(self.model.device)
+        with span("host transfers (images to the device)"):
+            images = images.to(self.model.device)
         saved = [i for i, image_id in enumerate(images.image_ids) if image_id in save_maps]
         return Batch(
             images.image_ids,

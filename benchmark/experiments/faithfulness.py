@@ -11,6 +11,7 @@ import torch
 from ..attribution import AttributionMethod, Passes
 from ..config.spec import JobSpec, OcclusionSpec
 from ..models.bundle import ModelBundle
+from ..profiling import span
 from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index, list_column
 from .occlusion import OcclusionCurves, box_blur, occlusion_curves
@@ -55,8 +56,11 @@ class FaithfulnessCheck(Experiment):
         self.batch, self._rows = batch, None
 
     def observe(self, state: ModelState) -> None:
-        curves = self.run(self.batch.pixels, state.maps_of(self.methods), state.targets)
-        self._rows = self.table(curves, self.batch.image_ids, state.targets)
+        maps = state.maps_of(self.methods)
+        with span("occlusion bookkeeping (blur, tile ranks, occluded inputs, curves)"):
+            curves = self.run(self.batch.pixels, maps, state.targets)
+        with span("tables (device to host, Arrow)"):
+            self._rows = self.table(curves, self.batch.image_ids, state.targets)
 
     def finish(self) -> dict[str, pa.Table]:
         return {} if self._rows is None else {"occlusion": self._rows}

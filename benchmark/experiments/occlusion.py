@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.bundle import ModelBundle
+from ..profiling import span
 from .tiles import tile_ranking
 
 BLUR_PADDINGS = ("reflect", "replicate")
@@ -78,7 +79,8 @@ class OcclusionCurves:
 
 def target_scores(model: ModelBundle, pixels: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Softmax probability and logit of each input's target class; pixels are unnormalized."""
-    logits = model.module(model.normalize(pixels))
+    with span("passes: forward (occlusion)"):
+        logits = model.module(model.normalize(pixels))
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     index = targets.view(-1, 1)
     return logits.softmax(dim=-1).gather(1, index).squeeze(1), logits.gather(1, index).squeeze(1)

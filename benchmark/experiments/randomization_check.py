@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 
 from ..metrics import MapComparer, PreparedReference
+from ..profiling import span
 from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index
 from .state import Batch, ModelState
@@ -54,14 +55,15 @@ class RandomizationCheck(Experiment):
 
     def observe(self, state: ModelState) -> None:
         maps = state.maps_of(self.methods)
-        if state.trained:
-            self.reference = [self.comparer.prepare(m) for m in maps]
-            return
-        for reference, stage_maps in zip(self.reference, maps):
-            value, bound = self.comparer.compare(reference, stage_maps)
-            self.values.append(value)
-            self.bounds.append(bound)
-        self.targets.append(state.targets)
+        with span("metrics"):
+            if state.trained:
+                self.reference = [self.comparer.prepare(m) for m in maps]
+                return
+            for reference, stage_maps in zip(self.reference, maps):
+                value, bound = self.comparer.compare(reference, stage_maps)
+                self.values.append(value)
+                self.bounds.append(bound)
+            self.targets.append(state.targets)
 
     def explains(self) -> list:
         return self.methods
@@ -69,7 +71,8 @@ class RandomizationCheck(Experiment):
     def finish(self) -> dict[str, pa.Table]:
         if not self.targets:
             return {}
-        return {"randomization": self.table(self.grid(), self.image_ids)}
+        with span("tables (device to host, Arrow)"):
+            return {"randomization": self.table(self.grid(), self.image_ids)}
 
     def grid(self) -> RandomizationGrid:
         seeds, stages, methods = len(self.spec.seeds), len(self.plan.stages), len(self.methods)

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..attribution import AttributionContext, AttributionMethod, reduce_channels
 from ..models.bundle import ModelBundle
 from ..models.randomization import Stage
+from ..profiling import span
 
 
 @dataclass
@@ -64,8 +65,9 @@ class ModelState:
         """The method's 2-D maps [N, H, W] of this state, computed once however many experiments ask."""
         maps = self._maps.get(method.id)
         if maps is None:
-            explained = method.attribute(self.model, self.batch.inputs, self.targets, self.context)
-            maps = self._maps[method.id] = reduce_channels(explained, method.reduction)
+            with span("attribution around the passes (rules on/off, canonizers, reduction)"):
+                explained = method.attribute(self.model, self.batch.inputs, self.targets, self.context)
+                maps = self._maps[method.id] = reduce_channels(explained, method.reduction)
             if self.on_maps is not None:
                 self.on_maps(set(self._maps))
         return maps

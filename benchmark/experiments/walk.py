@@ -24,11 +24,14 @@ from ..attribution.reuse import BottomReuse, StageReuse
 from ..config.spec import JobSpec
 from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan, Randomizer, Stage
+from ..profiling import span
 from .base import observes_randomized
 from .state import Batch, ModelState
 from .targets import needs_stage_forward, reference_targets, stage_targets
 
 REFERENCE_SEED = 0  # the trained model's maps do not depend on the randomization seed
+RANDOMIZING = "randomization (stages applied and restored)"
+STATE_FORWARD = "passes: forward (state logits)"
 
 
 @contextmanager
@@ -41,11 +44,13 @@ def stage_walk(
     def states() -> Iterator[tuple[int, Stage]]:
         for seed in seeds:
             for stage in plan.stages:
-                if not stage.cumulative:
-                    randomizer.restore()
-                randomizer.randomize(stage.modules, seed)
+                with span(RANDOMIZING):
+                    if not stage.cumulative:
+                        randomizer.restore()
+                    randomizer.randomize(stage.modules, seed)
                 yield seed, stage
-            randomizer.restore()
+            with span(RANDOMIZING):
+                randomizer.restore()
 
     try:
         yield states()
@@ -130,7 +135,7 @@ class StateWalk:
 
         Close the iterator when stopping early (``contextlib.closing``): that restores the trained model.
         """
-        with torch.no_grad(), trained_forward:
+        with torch.no_grad(), trained_forward, span(STATE_FORWARD):
             logits = self.model.module(batch.inputs)
         targets = reference_targets(self.target_policy, batch.labels, logits)
         reuse = BottomReuse(batch.inputs) if self.reuse else None
@@ -146,7 +151,7 @@ class StateWalk:
                 for seed, stage in walk:
                     stage_logits = None
                     if self.stage_forward:
-                        with torch.no_grad():
+                        with torch.no_grad(), span(STATE_FORWARD):
                             stage_logits = self.model.module(batch.inputs)
                     target = stage_targets(self.target_policy, targets, stage_logits)
                     stage_reuse = reuse.at(self.randomizer.randomized_modules) if reuse is not None else None

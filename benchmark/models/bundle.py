@@ -13,6 +13,7 @@ from torch import nn
 from ..config.spec import JobSpec
 from .randomization.plan import classifier_head
 from .registry import ModelDef, define_model
+from .tuning import fallback_settings
 from .weights import WeightsUnavailable, load_into, pretrained_state_dict, state_dict_from_file
 
 
@@ -73,7 +74,7 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def set_precision(precision: str, device: torch.device) -> None:
-    """TF32 matmuls on GPU unless strict fp32 is asked for (recorded in the manifest)."""
+    """TF32 matmuls on GPU for 'tf32', strict fp32 otherwise (the run's choice is recorded in the manifest)."""
     allow = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = allow
     torch.backends.cudnn.allow_tf32 = allow
@@ -173,11 +174,12 @@ def check_output(module: nn.Module, spec: JobSpec, device: torch.device) -> None
 
 def load_model(spec: JobSpec, device: torch.device | None = None) -> ModelBundle:
     device = device or resolve_device(spec.runtime.device)
-    set_precision(spec.runtime.precision, device)
+    settings = fallback_settings(spec.runtime, device.type)  # a run's workers get a spec with every value resolved
+    set_precision(settings.precision, device)
     definition = define_model(spec.model)
     module, source = build_module(spec, definition)
     module.eval().to(device)
-    if spec.runtime.channels_last:
+    if settings.channels_last:
         module.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
     for parameter in module.parameters():
         parameter.requires_grad_(False)

@@ -1,10 +1,10 @@
-"""How many inputs go through the model in one pass (``runtime.chunk_size: auto``).
+"""How many inputs go through the model in one pass, where no probe chose it.
 
 IG steps, SmoothGrad samples, occlusion steps and images are batched together and cut into
-chunks of this many inputs. On a GPU, bigger is faster until memory runs out: the chunk is sized
-from the measured peak memory of a small forward+backward and the free memory. On a CPU, bigger is
-*slower* beyond a few images (cache locality: ResNet-50 at 224 px on 2 cores costs 0.127 s per
-image for a forward+backward at batch 8 and 0.197 s at batch 64), so the chunk is small and fixed.
+chunks of this many inputs. A run chooses the chunk by measurement (``models.tuning``); this is
+what 'auto' falls back to outside a run, and the memory cap of the GPU probe's chunk ladder: on a
+GPU the chunk is sized from the measured peak memory of a small forward+backward and the free
+memory; on a CPU it is a fixed 8.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from .bundle import ModelBundle
-
-CPU_CHUNK = 8
+from .tuning import CPU_FALLBACK_CHUNK as CPU_CHUNK
 GPU_MEMORY_SHARE = 0.6  # of the free memory, for one pass; the rest: maps, metrics, the allocator
 GPU_CHUNK_LIMIT = 1024
 

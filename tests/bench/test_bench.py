@@ -28,7 +28,7 @@ JOB = {
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    return run_bench(validate_job(JOB), tmp_path_factory.mktemp("bench"), with_quantus=False, repeats=1)
+    return run_bench(validate_job(JOB), tmp_path_factory.mktemp("bench"), with_quantus=False, repeats=1, profile=True)
 
 
 def test_recorded_passes_equal_the_analytic_count(report) -> None:
@@ -105,14 +105,98 @@ def test_occlusion_forwards_skip_flat_steps() -> None:
     assert occlusion_forwards(spec, methods=5, image_size=40) == 1 + 5 * 9  # 3x3 tiles only
 
 
+def test_the_plain_loop_does_the_same_work_to_float_tolerance(report) -> None:
+    """Captum, zennit and skimage on the same images, states and targets (own prediction, two seeds) give
+    the pipeline's numbers: every randomization row (3 metrics x 2 normalizations x signed/absolute) and
+    every occlusion curve of every method."""
+    loop = report["plain_loop"]
+    agreement = loop["agreement"]
+    states, methods, images = 1 + 2 * 2, 6, 5
+    comparisons = 3 * 2 * 2
+    assert agreement["rows"] == {"randomization": images * (states - 1) * methods * comparisons,
+                                 "occlusion": images * methods * 2}
+    assert agreement["missing"] == {"randomization": 0, "occlusion": 0}
+    assert agreement["equal"] and max(agreement["max_difference"].values()) <= agreement["tolerance"]
+    assert loop["methods"] == report["methods"] and loop["model_states"] == states
+    assert loop["speedup"] == pytest.approx(loop["loop_median"] / loop["ours_median"])
+    # the timed run is channels-last: checked against a run in the loop's layout, the timed run's gap reported
+    assert report["execution"]["settings"]["channels_last"]
+    assert set(loop["timed_run_max_difference"]) == {"randomization", "occlusion"}
+
+
+def test_the_equality_check_catches_a_loop_that_computes_something_else(report, tmp_path) -> None:
+    from benchmark.bench.plain_loop import LoopResult, compare_outputs
+
+    import pandas as pd
+
+    rows = pd.DataFrame([("img", "gradient", 0, 1, "ssim", "none", False, 0.5)],
+                        columns=["image_id", "method", "seed", "stage", "metric", "normalization", "absolute", "value"])
+    ours = rows.assign(value=0.5 + 1e-3)
+    occlusion = pd.DataFrame({"image_id": ["img"], "method": ["gradient"], "kernel": [8], "curve": [[0.1, 0.2]],
+                              "logit_curve": [[1.0, 2.0]]})
+    loop = LoopResult(1.0, 1, 2, ["gradient"], rows, occlusion)
+    assert not compare_outputs(loop, ours, occlusion).equal  # a difference of 1e-3 in one value
+    assert compare_outputs(loop, rows, occlusion).equal
+    assert not compare_outputs(loop, rows.iloc[:0], occlusion).equal  # a row the pipeline does not have
+
+
+def test_the_profile_names_every_part_and_adds_up(report) -> None:
+    profile = report["profile"]
+    parts, calls = profile["seconds"], profile["calls"]
+    assert sum(parts.values()) == pytest.approx(profile["profiled_seconds"])
+    assert profile["profiled_seconds"] >= profile["pipeline_seconds"] > 0
+    assert all(seconds >= 0 for seconds in parts.values())
+    # every kind of pass, counted per call (5 images in batches of 2, 2, 1; 5 states; chunk >= 2 inputs)
+    states, batches = 5, 3
+    assert calls["passes: forward+backward under lrp_epsilon_plus_flat rules"] == states * batches
+    assert calls["passes: forward+backward under guided_backprop rules"] == states * batches
+    # the plain gradient: recorded at stage 0 and for seed 1's first stage, replayed in the 3 other stages
+    assert calls["passes: forward+backward, bottom replayed"] == states * batches
+    assert calls["passes: forward (state logits)"] == states * batches  # own_prediction: every state's forward
+    for part in ("passes: forward+backward, plain", "passes: forward (occlusion)", "metrics",
+                 "occlusion bookkeeping (blur, tile ranks, occluded inputs, curves)", "tables (device to host, Arrow)",
+                 "randomization (stages applied and restored)", "host transfers (images to the device)",
+                 "writing (Parquet, commit)", "loading images (waiting for the decoder)", "other"):
+        assert part in parts, part
+    assert calls["writing (Parquet, commit)"] == 3  # one commit per shard
+    assert calls["metrics"] == states * batches
+
+
+def test_the_tuned_settings_are_reported(report) -> None:
+    execution = report["execution"]
+    assert set(execution["settings"]) == {"chunk_size", "channels_last", "threads", "reuse_bottom_forward", "precision"}
+    assert execution["chosen_by"]["chunk_size"] == "runtime"  # TINY pins it (tests compare runs bitwise)
+    assert execution["chosen_by"]["reuse_bottom_forward"] == "probe"
+    assert execution["described"].startswith(f"chunk {execution['settings']['chunk_size']},")
+
+
 def test_cli_prints_and_writes_json(tmp_path, capsys) -> None:
     job = write_job(tmp_path, {**JOB, "methods": [{"name": "gradient"}], "randomization": {"max_boundaries": 0}})
     assert main(["bench", str(job), "--images", "2", "--no-quantus", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
     printed = capsys.readouterr().out
     assert "pipeline / bare" in printed and "passes per image (recorded)" in printed
+    assert re.search(r"execution +chunk 8, channels-last layout, 1 thread", printed)
+    assert "the plain loop (Captum, zennit, skimage" in printed and "the same numbers" in printed
     assert re.search(r"randomizations per batch +1 \(one per randomized model state, 1 batches\)", printed)
     figures = json.loads((tmp_path / "b.json").read_text())
     assert figures["images"] == 2 and figures["model_states"] == 2 and figures["randomizations_per_batch"] == 1
+    assert figures["plain_loop"]["agreement"]["equal"]
+
+
+def test_cli_grid(tmp_path, capsys) -> None:
+    job = write_job(tmp_path, {**JOB, "methods": [{"name": "gradient"}], "randomization": {"max_boundaries": 0},
+                               "occlusion": {"enabled": False}})
+    assert main(["bench", str(job), "--grid", "--models", "resnet34", "--sizes", "32", "--images", "1",
+                 "--json", str(tmp_path / "g.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "default/best" in printed and "resnet34" in printed
+    (cell,) = json.loads((tmp_path / "g.json").read_text())
+    grid = {f"{chunk}/{layout}" for chunk in (8, 16, 32, 64) for layout in ("channels_last", "contiguous")}
+    assert set(cell["median_seconds"]) == {"default"} | grid  # the probed default and every grid setting
+    assert cell["best"] in grid and cell["default_over_best"] == pytest.approx(
+        cell["median_seconds"]["default"] / cell["median_seconds"][cell["best"]])
+    assert cell["default_label"] == "8/channels_last"  # TINY pins chunk and layout: the default is a grid point
+    assert cell["default_is_grid_point"] and cell["seconds"]["default"] == cell["seconds"]["8/channels_last"]
 
 
 # The repaired checks: sMPRT's copies, the random-logit test's other class, the §5 refinements' own passes.

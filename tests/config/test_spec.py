@@ -42,7 +42,11 @@ def test_defaults_are_the_papers() -> None:
     assert spec.randomization.mode == "top_down" and spec.randomization.target == "label"
     lrp = validate_job({**MINIMAL, "methods": [{"name": "lrp"}]}).methods[0]
     assert lrp.output_relevance == "one" and lrp.method_id == "lrp_epsilon_plus_flat"  # DESIGN §4
-    assert spec.runtime.threads == 1
+    # execution settings are decided per run by a probe (benchmark/models/tuning.py); unprobed, one thread
+    assert spec.runtime.threads == spec.runtime.chunk_size == spec.runtime.channels_last == "auto"
+    from benchmark.models.tuning import fallback_settings
+
+    assert fallback_settings(spec.runtime, "cpu").threads == 1
 
 
 def test_the_testbed_weights_need_the_tiny_resnet_on_ten_classes() -> None:

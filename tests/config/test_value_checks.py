@@ -81,7 +81,7 @@ def test_max_boundaries_zero_needs_no_boundary(tmp_path) -> None:
     """Only the head randomized: a pattern matching nothing is fine then."""
     from benchmark.engine.driver import preflight_model
 
-    plan, _, _ = preflight_model(validate_job({**TINY, "randomization": {"max_boundaries": 0, "boundary": "nothing"}}))
+    plan, *_ = preflight_model(validate_job({**TINY, "randomization": {"max_boundaries": 0, "boundary": "nothing"}}))
     assert [stage["modules"] for stage in plan["stages"]] == [["fc"]]
 
 

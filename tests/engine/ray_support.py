@@ -30,7 +30,7 @@ RAY_JOB: dict[str, Any] = {
     "methods": [{"name": "gradient"}, {"name": "noise"}],
     "metrics": {"normalizations": ["second_moment"], "similarities": ["ssim", "mse"], "absolute": [False, True]},
     "occlusion": {"kernels": [16], "steps": 2},
-    "runtime": {"device": "auto", "batch_size": 1, "num_gpus": 1, "num_cpus": 1},
+    "runtime": {"device": "auto", "batch_size": 1, "num_gpus": 1, "num_cpus": 1, "chunk_size": 8, "channels_last": True},
 }
 SHARDS = list(range(6))
 SCIENCE_TABLES = ("randomization", "occlusion")
@@ -213,7 +213,7 @@ class FailingRunner(ShardRunner):
 
 
 class ThreadReportingRunner(ShardRunner):
-    """A shard's summary also says how many torch threads its evaluation ran with."""
+    """A shard's summary also says how many torch threads its evaluation ran with, and its chunk and layout."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -230,4 +230,6 @@ class ThreadReportingRunner(ShardRunner):
 
     def run(self, task, attempt: int = 1) -> dict:
         self.seen.clear()
-        return {**super().run(task, attempt), "threads_seen": sorted(self.seen)}
+        weight = next(p for p in self.model.module.parameters() if p.dim() == 4)
+        layout = {"chunk_size": self.evaluator.chunk_size, "channels_last": not weight.is_contiguous()}
+        return {**super().run(task, attempt), "threads_seen": sorted(self.seen), "execution_seen": layout}

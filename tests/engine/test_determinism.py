@@ -43,7 +43,9 @@ JOB = {
     ],
     "metrics": {"normalizations": ["second_moment"], "absolute": [False, True]},
     "occlusion": {"kernels": [8], "steps": 4},
-    "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0, "num_cpus": 1},
+    # chunk and layout pinned: the inline and Ray runs below are independent runs, and 'auto' is decided per
+    # run by a timing probe; a resume reuses the run's decision (test_a_resume_of_a_tuned_run_...)
+    "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0, "num_cpus": 1, "chunk_size": 8, "channels_last": True},
 }
 SHARDS = [0, 1, 2]
 
@@ -96,6 +98,31 @@ def test_a_resume_on_ray_completes_an_inline_run_bitwise(local_ray, inline_run, 
     assert_bitwise_equal(comparable(out), comparable(inline_run))
 
 
+def test_a_resume_on_ray_of_a_tuned_run_uses_its_recorded_settings_bitwise(local_ray, tmp_path, monkeypatch) -> None:
+    """Every setting 'auto': the inline run's probe (fake timings: 16 inputs per pass, contiguous layout)
+    decides; the Ray actors that finish the run read the decision from the manifest, not from a probe."""
+    def measure(self, point) -> float:
+        return 1e-4 * {8: 1.0, 16: 0.8}.get(point.size, 1.2) * (1.0 if point.channels_last else 0.7)
+
+    monkeypatch.setattr("benchmark.engine.tuning.PassProbe.__call__", measure)
+    job = {**JOB, "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0, "num_cpus": 1}}
+    inline = tmp_path / "inline"
+    assert main(["run", str(write_job(tmp_path, job)), "--executor", "inline", "--out", str(inline), "--no-progress"]) == 0
+    recorded = OutputStore(str(inline)).read_json("manifest.json")["execution"]["settings"]
+    assert (recorded["chunk_size"], recorded["channels_last"]) == (16, False)
+    out = tmp_path / "out"
+    shutil.copytree(inline, out)
+    store = OutputStore(str(out))
+    for shard in (1, 2):
+        store.delete(f"_commits/shard-{shard}.json")
+    monkeypatch.setattr("benchmark.engine.tuning.PassProbe.__call__", lambda self, point: 1 / 0)  # no probe now
+    _, outcome = run_executor({**job, "runtime": {**job["runtime"], "actors": 2}}, out,
+                              runner_factory=ThreadReportingRunner)
+    assert sorted(summary["shard"] for summary in outcome.completed) == [1, 2]
+    assert [s["execution_seen"] for s in outcome.completed] == [{"chunk_size": 16, "channels_last": False}] * 2
+    assert_bitwise_equal(comparable(out), comparable(inline))
+
+
 def test_the_inline_executor_runs_with_the_specs_threads(tmp_path, monkeypatch) -> None:
     from benchmark.experiments.batch import BatchEvaluator
 
@@ -119,6 +146,9 @@ def test_the_inline_executor_runs_with_the_specs_threads(tmp_path, monkeypatch) 
         ("threads", 2, True),  # float reduction order
         ("batch_size", 3, True),  # which images share a convolution's batch
         ("chunk_size", 3, True),  # which inputs share a pass
+        ("channels_last", False, True),  # another convolution kernel
+        ("precision", "tf32", True),  # on a GPU: matmul rounding
+        ("tuning_seconds", 1, False),  # a resume takes the recorded settings, however long the first probe was
         ("actors", 4, False),
         ("in_flight", 1, False),
         ("max_attempts", 5, False),
