@@ -244,7 +244,9 @@ def _create_view(
     partitioned: bool = True,
 ) -> None:
     files = list(files)
-    columns = ", ".join(_quote(c) for c in schema.arrow.names)
+    columns = ", ".join(_quote(c) if c not in schema.defaults else  # files written before the column existed
+                        f"coalesce({_quote(c)}, {_literal(str(schema.defaults[c]))}) AS {_quote(c)}"
+                        for c in schema.arrow.names)
     if not files:
         source = f"__empty_{name}"
         connection.register(source, schema.arrow.empty_table())
@@ -254,6 +256,8 @@ def _create_view(
         if partitioned and schema.partition:
             types = ", ".join(f"{_literal(k)}: 'VARCHAR'" for k in schema.partition)
             options = f", hive_partitioning = true, hive_types = {{{types}}}, hive_types_autocast = false"
+        if schema.defaults:
+            options += ", union_by_name = true"
         source = f"read_parquet([{paths}]{options})"
     else:
         source = f"__dataset_{name}"

@@ -8,7 +8,7 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import check_version, metadata_version, table_schema
+from .schema import check_version, metadata_version, table_schema, with_defaults
 from .store import COMMITS, FAILURES, OutputStore
 
 _MARKER = re.compile(r"shard-(\d+)\.json$")
@@ -61,7 +61,7 @@ def read_table(store: OutputStore, table: str, markers: dict[int, dict] | None =
         values = dict(_PARTITION.findall(relative))
         for key in schema.partition:
             piece = piece.append_column(key, pa.array([values[key]] * piece.num_rows, pa.string()))
-        pieces.append(piece.select(schema.arrow.names))
+        pieces.append(with_defaults(piece, schema).select(schema.arrow.names))
     if not pieces:
         return schema.arrow.empty_table()
     return pa.concat_tables(pieces).cast(schema.arrow)

@@ -1,6 +1,8 @@
 """``benchmark report``: one self-contained HTML page of a run.
 
-The page holds the run's manifest, the paper's gap as one number (Kendall's tau between the
+The page leads with the agreement table (every check variant against every faithfulness score,
+Kendall's τ with bootstrap CIs: ``benchmark.results.agreement``), then holds the run's manifest,
+the paper's gap as one number (Kendall's tau between the
 randomization check's ranking and the faithfulness ranking), the rankings, every figure
 (embedded as PNG data URIs, so the file can be mailed or archived alone), the aggregate tables
 and the errors. No scripts, no external resources; every text from the data is escaped.
@@ -20,8 +22,10 @@ import pandas as pd
 import pyarrow as pa
 
 from ..metrics.scores import AUC, label
+from .agreement import agreement_grid, headline_sentences
 from .plots import PaperFigure
 from .query import Results
+from .summary import untrained_warning
 
 REPORT = "report.html"
 MAX_ERROR_ROWS = 500
@@ -83,6 +87,7 @@ def build_report(
         f'<p class="sub">{_e(results.out)} · report generated {_e(_time(dt.datetime.now().timestamp()))}</p>',
     ]
     parts += _warnings(results, aggregates_meta)
+    parts += _section("The gap, honestly: randomization checks vs. faithfulness", _agreement(aggregates))
     parts += _section("Run", _run_summary(results, aggregates_meta))
     parts += _section("The gap: randomization check vs. faithfulness", _gap(aggregates))
     parts += _section("Method rankings", _rankings(aggregates))
@@ -112,6 +117,8 @@ def _warnings(results: Results, meta: dict[str, Any] | None) -> list[str]:
                      f"rerun `benchmark run` on this output to complete it.")
     if results.failed:
         notes.append(f"Failed shards: {', '.join(map(str, sorted(results.failed)))} (see Errors).")
+    if (untrained := untrained_warning(results.manifest)) is not None:
+        notes.append(untrained[len("warning: "):].capitalize() + " (heat maps are labelled 'untrained').")
     return [f'<div class="warn">{_e(note)}</div>' for note in notes]
 
 
@@ -171,6 +178,45 @@ def _gap(aggregates: dict[str, pa.Table]) -> list[str]:
     per_stage = frame[frame.stage.notna()]
     if len(per_stage):
         body.append(f"<details><summary>τ per stage ({len(per_stage)} rows)</summary>{_table(per_stage.drop(columns=['headline']))}</details>")
+    return body
+
+
+def _agreement(aggregates: dict[str, pa.Table]) -> list[str]:
+    """The headline: Kendall's τ with bootstrap CIs between every check's and every faithfulness score's ranking."""
+    table = aggregates.get("agreement")
+    if table is None or not table.num_rows:
+        return ["<p>Not available: needs randomization-check results and occlusion curves of the same methods.</p>"]
+    frame = table.to_pandas()
+    body = [f'<div class="gap">{_e(s)}</div>' for s in headline_sentences(frame)]
+    body.append("<p>Kendall's τ-b between the method ranking by each check variant (mean over stages and seeds per "
+                "image; a method ranks first when its map changes most) and by each occlusion faithfulness score, "
+                "[95 % percentile bootstrap CI over images, both rankings recomputed per resample]; <b>*</b> marks a "
+                "CI that excludes 0. Every other cell's CI includes 0: the images do not settle whether that check "
+                "agrees with faithfulness. τ &gt; 0: the check orders methods as faithfulness does; τ &lt; 0: the "
+                "other way round (the paper's gap). Largest tile size; all rows in "
+                "<code>aggregates/agreement.csv</code>.</p>")
+    for with_noise, title in ((True, "with the noise baseline"), (False, "without the noise baseline")):
+        grid = agreement_grid(frame, with_noise)
+        if len(grid):
+            body.append(f"<h3>{_e(title)}</h3>")
+            body.append(_table(grid))
+    sensitivity = frame[frame.varied.notna() & frame.with_noise & (frame.faithfulness == "mif")
+                        & (frame.imputer == "blur") & (frame.kernel == frame.kernel.max())]
+    if len(sensitivity):
+        default = frame[frame.varied.isna() & frame.with_noise & (frame.faithfulness == "mif")
+                        & (frame.imputer == "blur") & (frame.kernel == frame.kernel.max())]
+        keys = ["model", "dataset", "check", "score"]
+        base = default[~default.absolute.astype(bool)][keys + ["tau"]].rename(columns={"tau": "τ default"})
+        shown = sensitivity.merge(base, on=keys, how="left")
+        shown = shown.assign(change=shown.tau - shown["τ default"], includes_zero=shown.ci_includes_zero)[
+            keys + ["varied", "normalization", "absolute", "lrp_seed", "τ default", "tau", "ci_low", "ci_high",
+                    "change", "includes_zero"]]
+        body.append("<h3>Sensitivity: choices that are not about the explanation</h3>"
+                    "<p>τ against MIF (blur imputer, largest tile size, with the noise baseline) when one choice "
+                    "changes from the default (second-moment normalization, signed maps, LRP seeded with 1): the "
+                    "other normalizations, absolute maps, LRP seeded with the logit (each LRP method replaced by "
+                    "its <code>_logit</code> twin).</p>")
+        body.append(_table(shown.sort_values(keys + ["varied"])))
     return body
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,6 +45,8 @@ class TableSchema:
     arrow: pa.Schema  # every column, partition columns included
     partition: tuple[str, ...]  # columns stored in the path (model=…/dataset=…), not in the file
     descriptions: dict[str, str]
+    # Columns added to the table after files were written without them, and the value such files read as.
+    defaults: dict[str, object] = field(default_factory=dict)
 
     @property
     def file_schema(self) -> pa.Schema:
@@ -87,6 +89,7 @@ def _parse_schema(name: str, data: dict) -> TableSchema:
         arrow=pa.schema(fields, metadata=metadata),
         partition=tuple(f["name"] for f in data["fields"] if f.get("partition")),
         descriptions={f["name"]: f.get("description", "") for f in data["fields"]},
+        defaults={f["name"]: f["default"] for f in data["fields"] if "default" in f},
     )
 
 
@@ -127,6 +130,15 @@ def declare_table(name: str, description: str, fields: list[dict]) -> TableSchem
             "fields": list(fields) + [f for f in _STAMPED if f["name"] not in names]}
     DECLARED[name] = schema = _parse_schema(name, data)
     return schema
+
+
+def with_defaults(table: pa.Table, schema: TableSchema) -> pa.Table:
+    """A file's table with the columns added to its schema since it was written, at their declared
+    ``default`` (an output of an earlier release reads as it would have been written now)."""
+    for name, value in schema.defaults.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([value] * table.num_rows, schema.arrow.field(name).type))
+    return table
 
 
 def forget_table(name: str) -> None:

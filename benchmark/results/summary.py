@@ -1,6 +1,8 @@
-"""The short summary printed at the end of a run: mean SSIM per method and stage, the mean
-occlusion score per method and kernel, over every committed shard of the output, and a warning
-for methods whose trained-model maps were degenerate (all zero, or not finite) for some images."""
+"""The short summary printed at the end of a run: the agreement between the randomization checks'
+and faithfulness's method rankings first (the headline, ``benchmark.results.agreement``), mean SSIM
+per method and stage, the mean occlusion score per method and kernel, over every committed shard
+of the output, a warning for methods whose trained-model maps were degenerate (all zero, or not
+finite) for some images, and one for a model with untrained weights."""
 
 from __future__ import annotations
 
@@ -23,10 +25,45 @@ def randomization_summary(store: OutputStore, metric: str = HEADLINE, normalizat
 
 
 def occlusion_summary(store: OutputStore) -> pd.DataFrame:
+    """Mean auc and aopc per method and kernel of the paper's curves (most relevant first, blurred copy)."""
     table = read_table(store, "occlusion").to_pandas()
+    table = table[(table["order"] == "mif") & (table["imputer"] == "blur")]
     if table.empty:
         return table
     return table.pivot_table(index="method", columns="kernel", values=["auc", "aopc"], aggfunc="mean")
+
+
+def untrained_warning(manifest: dict) -> str | None:
+    """A warning when the run's model has untrained (random) weights: its checks and maps say nothing
+    about a trained network's explanations, and heat-map figures are labelled 'untrained'."""
+    weights = str(manifest.get("weights", ""))
+    requested = str(manifest.get("spec", {}).get("model", {}).get("weights", ""))
+    if weights.startswith("random") or requested == "random":
+        return (f"warning: the model has untrained weights ({weights or requested}): rankings, the agreement "
+                "table and every map describe a random network, not a trained one")
+    return None
+
+
+def agreement_summary(store: OutputStore) -> list[str]:
+    """The headline agreement rows and the main grid (with the noise baseline), as text."""
+    from .agreement import agreement_grid, agreement_table, headline_sentences
+    from .query import open_results
+
+    results = open_results(store.uri)
+    if not results.committed:
+        return []
+    table = agreement_table(results)
+    if len(table) == 0:
+        return []
+    grid = agreement_grid(table)
+    lines = ["The gap: Kendall's tau between each check's and each faithfulness score's method ranking, "
+             "[95 % bootstrap CI over images], * = the CI excludes 0 (with the noise baseline, largest tile size; "
+             "every row, without noise and the sensitivity rows: benchmark aggregate -> aggregates/agreement.csv):"]
+    lines += headline_sentences(table)
+    if len(grid):
+        lines.append(grid.drop(columns=["model", "dataset"]).set_index("variant").to_string() if grid[["model", "dataset"]]
+                     .drop_duplicates().shape[0] == 1 else grid.to_string(index=False))
+    return lines
 
 
 def degenerate_maps(store: OutputStore) -> dict[str, dict[str, int]]:
@@ -63,8 +100,14 @@ def degenerate_warnings(store: OutputStore) -> list[str]:
 
 def format_summary(store: OutputStore) -> str:
     lines = degenerate_warnings(store)
+    manifest = store.read_json("manifest.json") or {}
+    if (untrained := untrained_warning(manifest)) is not None:
+        lines.append(untrained)
     if lines:
         lines.append("")
+    agreement = agreement_summary(store)
+    if agreement:
+        lines += agreement + [""]
     headline = randomization_summary(store)
     if not headline.empty:
         lines.append(f"Mean {METRICS[HEADLINE].label} to the trained model's map (signed, second-moment normalized; "
