@@ -21,9 +21,10 @@ twin of the same job, on both sides). Column ``varied`` names the choice; null o
 
 Vectorised: per method set, one matrix of resample counts ``W[images, resamples]`` turns the values
 of every variant at once into resample means (``values @ W``, NaN-aware as in
-:mod:`.statistics`); τ-b of every (check, faithfulness) pair and resample is then one ``einsum``
+:mod:`.statistics`); τ-b of every (check, faithfulness) pair and resample is then a few ``einsum``
 over the sign matrices of the method pairs, τ-b = Σ s_x s_y / sqrt(Σ s_x² · Σ s_y²) (ties are
-zero signs, which is exactly the tie correction of τ-b).
+zero signs, which is exactly the tie correction of τ-b; a pair with a method that has no value on
+either side is left out of all three sums).
 """
 
 from __future__ import annotations
@@ -59,30 +60,38 @@ _FAITH = ["faithfulness", "imputer", "kernel"]
 # -- Kendall's tau-b of many rankings at once ------------------------------------------------------
 def tau_b(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Kendall's τ-b between ``first[..., m]`` and ``second[..., m]`` over the last axis (the items),
-    broadcasting the rest; an item with a NaN value is left out (its pairs count as ties on both
-    sides, which τ-b's tie correction drops); NaN where a ranking has no order (all tied)."""
+    broadcasting the rest; an item with a NaN value on either side is left out; NaN where a ranking
+    has no order (all tied)."""
     i, j = np.triu_indices(first.shape[-1], k=1)
-    sx = np.nan_to_num(np.sign(first[..., j] - first[..., i]))
-    sy = np.nan_to_num(np.sign(second[..., j] - second[..., i]))
+    sx, vx = _signs(first[..., j] - first[..., i])
+    sy, vy = _signs(second[..., j] - second[..., i])
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (sx * sy).sum(-1) / np.sqrt((sx * sx).sum(-1) * (sy * sy).sum(-1))
+        return (sx * sy).sum(-1) / np.sqrt((sx * sx * vy).sum(-1) * (sy * sy * vx).sum(-1))
 
 
-def pair_signs(goodness: np.ndarray) -> np.ndarray:
-    """[..., methods, B] -> [..., pairs, B]: sign of goodness[j] − goodness[i] for every pair i < j;
-    0 for a pair with a method without a value (left out, as in :func:`tau_b`)."""
+def _signs(differences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signs of pair differences (0 where undefined) and whether the pair is defined (both items have values)."""
+    valid = np.isfinite(differences)
+    return np.where(valid, np.sign(np.where(valid, differences, 0.0)), 0.0), valid.astype(np.float64)
+
+
+def pair_signs(goodness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[..., methods, B] -> ([..., pairs, B] sign of goodness[j] − goodness[i] for every pair i < j,
+    [..., pairs, B] 1 where both methods have a value)."""
     i, j = np.triu_indices(goodness.shape[-2], k=1)
-    return np.nan_to_num(np.sign(goodness[..., j, :] - goodness[..., i, :]))
+    return _signs(goodness[..., j, :] - goodness[..., i, :])
 
 
-def tau_matrix(check_signs: np.ndarray, faith_signs: np.ndarray) -> np.ndarray:
-    """τ-b of every check × faithfulness pair: [C, P, B] and [F, P, B] sign matrices -> [C, F, B]
-    (NaN where one side has no order)."""
-    numerator = np.einsum("cpb,fpb->cfb", check_signs, faith_signs)
-    norms = np.sqrt(np.einsum("cpb,cpb->cb", check_signs, check_signs))[:, None, :] * \
-        np.sqrt(np.einsum("fpb,fpb->fb", faith_signs, faith_signs))[None, :, :]
+def tau_matrix(check: tuple[np.ndarray, np.ndarray], faith: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """τ-b of every check × faithfulness pair from :func:`pair_signs` of both sides ([C, P, B] and
+    [F, P, B]) -> [C, F, B]. A pair of methods counts only where both sides have both methods'
+    values; NaN where one side has no order."""
+    (sx, vx), (sy, vy) = check, faith
+    numerator = np.einsum("cpb,fpb->cfb", sx, sy)
+    untied_x = np.einsum("cpb,fpb->cfb", sx * sx, vy)
+    untied_y = np.einsum("cpb,fpb->cfb", vx, sy * sy)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return numerator / norms
+        return numerator / np.sqrt(untied_x * untied_y)
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,8 @@ def bootstrap_agreement(check: np.ndarray, faith: np.ndarray, settings: Bootstra
         counts = resample_counts(rng.integers(0, images, size=(rows, images)), images).T  # [I, B]
         with np.errstate(invalid="ignore", divide="ignore"):
             means = ((filled @ counts) / (weights @ counts)).reshape(groups, methods, rows)
-        signs = pair_signs(means)
-        taus.append(tau_matrix(signs[: len(check)], signs[len(check):]))
+        signs, valid = pair_signs(means)
+        taus.append(tau_matrix((signs[: len(check)], valid[: len(check)]), (signs[len(check):], valid[len(check):])))
     resampled = np.concatenate(taus, axis=-1)
     tail = (1 - settings.confidence) / 2 * 100
     with warnings.catch_warnings():

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,7 +47,7 @@ class TableSchema:
     partition: tuple[str, ...]  # columns stored in the path (model=…/dataset=…), not in the file
     descriptions: dict[str, str]
     # Columns added to the table after files were written without them, and the value such files read as.
-    defaults: dict[str, object] = field(default_factory=dict)
+    defaults: dict[str, object] = dataclass_field(default_factory=dict)
 
     @property
     def file_schema(self) -> pa.Schema:
@@ -137,7 +138,8 @@ def with_defaults(table: pa.Table, schema: TableSchema) -> pa.Table:
     ``default`` (an output of an earlier release reads as it would have been written now)."""
     for name, value in schema.defaults.items():
         if name not in table.column_names:
-            table = table.append_column(name, pa.array([value] * table.num_rows, schema.arrow.field(name).type))
+            field = schema.arrow.field(name)
+            table = table.append_column(field, pa.array([value] * table.num_rows, field.type))
     return table
 
 
@@ -233,10 +235,12 @@ def _own_version() -> str:
 def conform(table: pa.Table, schema: TableSchema, partition_values: dict[str, str]) -> pa.Table:
     """Check a table against its schema and return it in the file layout (partition columns dropped).
 
-    Columns must all be present (no extras); types are cast only where the cast is lossless in
+    Columns must all be present (no extras; one with a declared ``default`` is added at that value);
+    types are cast only where the cast is lossless in
     kind (e.g. int64 -> int32 of small values); nulls in non-nullable columns are errors.
     """
     expected = schema.file_schema
+    table = with_defaults(table, schema)  # a column with a declared default may be left out
     names = set(table.column_names) - set(schema.partition)
     missing = [f.name for f in expected if f.name not in names]
     extra = sorted(names - set(expected.names))

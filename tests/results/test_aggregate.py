@@ -89,7 +89,7 @@ def test_written_files_match_schemas_and_meta(aggregated_run) -> None:
         assert all(table.schema.field(f.name).type.equals(f.type) for f in schema.arrow)
         assert len(pd.read_csv(aggregated_run / "aggregates" / f"{name}.csv")) == rows
     assert set(meta["tables"]) == {"randomization_stats", "occlusion_curves", "occlusion_scores", "rankings", "rank_agreement",
-                                   "sign_flip_stats"}
+                                   "sign_flip_stats", "agreement"}
 
 
 def known_ranking_output(folder, nan_images=()):

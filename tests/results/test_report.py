@@ -51,6 +51,10 @@ def test_report_sections(report) -> None:
     for heading in ("Run", "The gap: randomization check vs. faithfulness", "Method rankings", "Figures",
                     "Sign flips of the explained logit", "Aggregate tables", "Errors", "Manifest"):
         assert f"<h2>{heading}</h2>" in html
+    # the agreement table is the headline; random weights are said at the top
+    assert re.findall(r"<h2>(.*?)</h2>", html)[0] == "The gap, honestly: randomization checks vs. faithfulness"
+    assert html.index("the model has untrained weights") < html.index("<h2>")
+    assert "MIF blur k=8" in html and "the CI includes 0" in html
     flips = results.aggregate("sign_flip_stats").to_pandas()
     assert "fraction flipped" in html and len(flips) == 2  # one row per stage, right after the figures
     assert html.index("Sign flips of the explained logit") > html.index("<h2>Figures</h2>")
