@@ -7,11 +7,14 @@ batched call giving [N,C,H,W] maps; ``reduce_channels`` makes them 2-D.
 Modules: ``base`` (interface, registry), ``backward`` (the one gradient mechanism), ``paths`` and
 ``quadrature`` (IG and SmoothGrad points), ``gradient`` (gradient, ×input, IG, SmoothGrad),
 ``guided`` (guided backprop), ``lrp`` (zennit composites and canonizers), ``noise`` (the
-uninformative baseline), ``keyed_rng`` (device noise as a pure function of keys), ``reduction``.
+uninformative baseline), ``external`` (Captum classes and the user's callables), ``probes``
+(what an unknown model allows: LRP conservation, functional activations), ``keyed_rng`` (device
+noise as a pure function of keys), ``reduction``.
 """
 
-from . import gradient, guided, lrp, noise  # noqa: F401  (register the methods)
+from . import external, gradient, guided, lrp, noise  # noqa: F401  (register the methods)
 from .base import (
+    METHOD_SCHEMES,
     METHODS,
     AttributionContext,
     AttributionMethod,
@@ -20,7 +23,9 @@ from .base import (
     build_method,
     passes_per_state,
     register_method,
+    register_method_scheme,
 )
+from .external import CallableMethod, CaptumMethod
 from .gradient import Gradient, GradientXInput, IntegratedGradients, SmoothGrad
 from .guided import GuidedBackprop
 from .lrp import CANONIZERS, COMPOSITES, LRP, register_composite
@@ -32,6 +37,9 @@ __all__ = [
     "COMPOSITES",
     "LRP",
     "METHODS",
+    "METHOD_SCHEMES",
+    "CallableMethod",
+    "CaptumMethod",
     "REDUCTIONS",
     "AttributionContext",
     "AttributionMethod",
@@ -49,4 +57,5 @@ __all__ = [
     "reduce_channels",
     "register_composite",
     "register_method",
+    "register_method_scheme",
 ]

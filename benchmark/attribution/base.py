@@ -2,8 +2,10 @@
 
 A method is built once per (spec, model) with ``build_method``, which refuses what it cannot do
 correctly *before* any work starts, and is then called once per batch and randomization stage.
-Methods register themselves here by name (the spec's ``name``), in the spirit of zennit's
-composite registry, so adding a method touches one module.
+Methods register themselves here by name (the spec's ``name``) together with the spec class
+their job section is validated with, in the spirit of zennit's composite registry: the job spec
+reads this registry, so adding a method touches one module. Methods named by a pattern
+(``captum:<Class>``, a code reference ``module:function``) register a *scheme* instead.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from torch import Tensor
 from zennit.core import Composite
@@ -75,12 +77,15 @@ class Passes:
 
 
 def passes_per_state(methods: "list[AttributionMethod]") -> int:
-    """Forward+backward passes per image to explain one model state with every method (passes that
-    methods share, like the input gradient of gradient and gradient×input, counted once)."""
+    """Forward+backward passes per image to explain one model state with every method whose passes are
+    known in advance (passes that methods share, like the input gradient of gradient and
+    gradient×input, counted once)."""
     shared: set[str] = set()
     total = 0
     for method in methods:
         passes = method.passes()
+        if passes is None:  # not known in advance (bench.accounting.uncounted lists them)
+            continue
         if passes.shared is not None:
             if passes.shared in shared:
                 continue
@@ -97,6 +102,7 @@ ACTIVE_RULES: ContextVar[str | None] = ContextVar("active_rules", default=None)
 class AttributionMethod(ABC):
     """An attribution method bound to its spec; ``attribute`` is one batched call."""
 
+    spec_type: ClassVar[type[MethodBase]]  # the spec class of its job section (set by ``register_method``)
     id: str
     spec: MethodBase
 
@@ -140,8 +146,9 @@ class AttributionMethod(ABC):
             ACTIVE_RULES.reset(token)
 
     @abstractmethod
-    def passes(self) -> Passes:
-        """Forward and backward passes per image of one ``attribute`` call."""
+    def passes(self) -> Passes | None:
+        """Forward and backward passes per image of one ``attribute`` call; None when not known in
+        advance (a method of another library or of the user: the speed accounting says so)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
@@ -149,26 +156,81 @@ class AttributionMethod(ABC):
 
 METHODS: dict[str, type[AttributionMethod]] = {}
 
+
+@dataclass(frozen=True)
+class MethodScheme:
+    """Methods named by a pattern: ``matches(name)`` decides, ``placeholders`` are how errors list it."""
+
+    placeholders: tuple[str, ...]
+    matches: Callable[[str], bool]
+    method: type[AttributionMethod]
+
+
+METHOD_SCHEMES: list[MethodScheme] = []
+
 M = TypeVar("M", bound=type[AttributionMethod])
 
 
-def register_method(name: str) -> Callable[[M], M]:
-    """Class decorator: the method a spec with this ``name`` describes."""
+def register_method(name: str, spec_type: type[MethodBase]) -> Callable[[M], M]:
+    """Class decorator: the method a spec with this ``name`` describes, validated as ``spec_type``."""
 
     def wrap(method: M) -> M:
+        method.spec_type = spec_type
         METHODS[name] = method
         return method
 
     return wrap
 
 
+def register_method_scheme(
+    placeholders: tuple[str, ...], matches: Callable[[str], bool], spec_type: type[MethodBase]
+) -> Callable[[M], M]:
+    """Class decorator: the method of every name ``matches`` accepts (checked after the exact names)."""
+
+    def wrap(method: M) -> M:
+        method.spec_type = spec_type
+        METHOD_SCHEMES.append(MethodScheme(tuple(placeholders), matches, method))
+        return method
+
+    return wrap
+
+
+def method_class(name: str) -> type[AttributionMethod] | None:
+    if name in METHODS:
+        return METHODS[name]
+    return next((scheme.method for scheme in METHOD_SCHEMES if scheme.matches(name)), None)
+
+
+def method_spec_type(name: str) -> type[MethodBase] | None:
+    """The spec class a method section of this name is validated with (None: no such method)."""
+    _register_builtin_methods()
+    method = method_class(name)
+    return None if method is None else method.spec_type
+
+
+def method_spec_types() -> list[type[MethodBase]]:
+    _register_builtin_methods()
+    types = [method.spec_type for method in METHODS.values()] + [scheme.method.spec_type for scheme in METHOD_SCHEMES]
+    return list(dict.fromkeys(types))
+
+
+def allowed_method_names() -> str:
+    _register_builtin_methods()
+    names = [f"'{name}'" for name in METHODS]
+    names += [f"'{placeholder}'" for scheme in METHOD_SCHEMES for placeholder in scheme.placeholders]
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _register_builtin_methods() -> None:
+    from .. import attribution  # noqa: F401  (importing the package registers every method module)
+
+
 def build_method(spec: MethodBase, model: ModelBundle) -> AttributionMethod:
     """The method a spec describes, for this model; raises ``MethodNotSupported`` early."""
     name = getattr(spec, "name", None)
-    try:
-        method = METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown attribution method '{name}'; registered: {', '.join(sorted(METHODS))}") from None
+    method = method_class(name) if isinstance(name, str) else None
+    if method is None:
+        raise ValueError(f"unknown attribution method '{name}'; registered: {allowed_method_names()}")
     return method.build(spec, model)
 
 
@@ -179,8 +241,13 @@ __all__ = [
     "METHODS",
     "MethodNotSupported",
     "Passes",
+    "METHOD_SCHEMES",
+    "allowed_method_names",
     "build_method",
+    "method_class",
+    "method_spec_type",
     "passes_per_state",
     "reduce_channels",
     "register_method",
+    "register_method_scheme",
 ]

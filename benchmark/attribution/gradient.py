@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..config.spec import IntegratedGradientsSpec, SmoothGradSpec
+from ..config.spec import GradientInputSpec, GradientSpec, IntegratedGradientsSpec, SmoothGradSpec
 from ..models.bundle import ModelBundle
 from .backward import AtInput, path_gradient
 from .base import AttributionContext, AttributionMethod, MethodNotSupported, Passes, register_method
@@ -38,7 +38,7 @@ def input_gradient(model: ModelBundle, inputs: Tensor, targets: Tensor, context:
     return gradient
 
 
-@register_method("gradient")
+@register_method("gradient", GradientSpec)
 class Gradient(AttributionMethod):
     """∂f_target/∂x (Captum's ``Saliency(abs=False)``)."""
 
@@ -49,7 +49,7 @@ class Gradient(AttributionMethod):
         return Passes(1, 1, shared=INPUT_GRADIENT)
 
 
-@register_method("gradient_x_input")
+@register_method("gradient_x_input", GradientInputSpec)
 class GradientXInput(AttributionMethod):
     """x ⊙ ∂f_target/∂x."""
 
@@ -60,7 +60,7 @@ class GradientXInput(AttributionMethod):
         return Passes(1, 1, shared=INPUT_GRADIENT)
 
 
-@register_method("integrated_gradients")
+@register_method("integrated_gradients", IntegratedGradientsSpec)
 class IntegratedGradients(AttributionMethod):
     """(x − 0) ⊙ Σₖ wₖ ∇f(αₖ x): the path integral from the zero baseline by the spec's quadrature."""
 
@@ -82,7 +82,7 @@ class IntegratedGradients(AttributionMethod):
         return Passes(self.spec.steps, self.spec.steps)
 
 
-@register_method("smoothgrad")
+@register_method("smoothgrad", SmoothGradSpec)
 class SmoothGrad(AttributionMethod):
     """Mean gradient over ``samples`` Gaussian perturbations of x (Smilkov et al. 2017).
 

@@ -7,7 +7,9 @@ an activation module towards its input is clamped at zero, ``max(0, σ'(z)·g)``
 Swish (EfficientNet; ``nn.SiLU`` or efficientnet_pytorch's ``MemoryEfficientSwish``) gets the same
 rule: ``max(0, swish'(z)·g)``. Where swish'(z) < 0 (z < −1.28) a positive g is blocked like a
 negative one. The rule acts on activation *modules* only: EfficientNet's squeeze-excitation gate
-(a functional sigmoid) and any functional activation keep their plain gradient.
+(a functional sigmoid) and any functional activation keep their plain gradient. On a model
+other than the paper's five, a build-time probe refuses guided backprop when the model calls
+activation functions outside modules (``probes.functional_activations``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ from zennit.composites import LayerMapComposite
 from zennit.core import Hook
 from zennit.types import Activation
 
+from ..config.spec import GuidedBackpropSpec
 from ..models.bundle import ModelBundle
 from .backward import AtInput, path_gradient
 from .base import AttributionContext, AttributionMethod, MethodNotSupported, Passes, register_method
+from .probes import describe_calls, functional_activations
 
 
 def _activation_types() -> tuple[type, ...]:
-    types: list[Any] = [Activation]  # zennit's activations: ReLU, SiLU (= efficientnet_pytorch's Swish), ...
+    """zennit's activation modules (ReLU, SiLU = efficientnet_pytorch's Swish, GELU, …) less
+    ``MultiheadAttention``, which zennit files under activations but is not element-wise, plus
+    efficientnet_pytorch's memory-efficient swish."""
+    types: list[Any] = [kind for kind in Activation.__dict__["__subclass__"] if kind is not nn.MultiheadAttention]
     try:
         from efficientnet_pytorch.utils import MemoryEfficientSwish
 
@@ -53,17 +60,30 @@ def guided_composite() -> LayerMapComposite:
     return LayerMapComposite(layer_map=[(ACTIVATIONS, ClampedGradient())])
 
 
-@register_method("guided_backprop")
+def check_activation_modules(method: str, model: ModelBundle) -> None:
+    """Refuse a hook-based guided rule where it would silently be the plain gradient: (a model we do
+    not know) one calling activation functions outside activation modules, or a model without any."""
+    calls = [] if model.definition.builtin else functional_activations(model, ACTIVATIONS)
+    if calls:
+        raise MethodNotSupported(
+            f"{method}: {model.name} calls activation functions outside activation modules, where the guided rule "
+            f"cannot reach them (they would get the plain gradient): {describe_calls(calls)}. Use activation "
+            "modules (nn.ReLU(), as torchvision's ResNet does), or leave this method out"
+        )
+    if not any(isinstance(layer, ACTIVATIONS) for layer in model.module.modules()):
+        raise MethodNotSupported(
+            f"{method}: {model.name} has no activation modules (functional activations cannot be "
+            "hooked); guided backprop would silently equal the gradient"
+        )
+
+
+@register_method("guided_backprop", GuidedBackpropSpec)
 class GuidedBackprop(AttributionMethod):
     """Gradient of the target logit with the guided rule at every activation module."""
 
     @classmethod
     def build(cls, spec: Any, model: ModelBundle) -> "GuidedBackprop":
-        if not any(isinstance(layer, ACTIVATIONS) for layer in model.module.modules()):
-            raise MethodNotSupported(
-                f"guided_backprop: {model.name} has no activation modules (functional activations cannot be "
-                "hooked); guided backprop would silently equal the gradient"
-            )
+        check_activation_modules("guided_backprop", model)
         return cls(spec)
 
     def backward_rules(self, model: ModelBundle, inputs: Tensor) -> LayerMapComposite:

@@ -22,7 +22,8 @@ The paper's own composites: ``adaptive_beta`` (supplement A.2: the forward-pass-
 convolutions, ε at dense layers; any model) and ``vgg_paper`` (§4.1: z^B at the first convolution,
 γ decaying exponentially over the others, squared-activation pooling, LRP-0 at dense layers;
 VGG only). Canonizers: zennit's for ResNet and VGG, ours (``canonizers``) for DenseNet-121 and
-EfficientNet-B0.
+EfficientNet-B0, zennit's BatchNorm merging for any other model, where LRP is allowed only when
+the model passes the conservation probe (``probes.conservation_probe``) at build time.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from zennit.canonizers import Canonizer
+from zennit.canonizers import Canonizer, SequentialMergeBatchNorm
 from zennit.composites import (
     EpsilonAlpha2Beta1,
     EpsilonGammaBox,
@@ -52,6 +53,7 @@ from .backward import AtInput, path_gradient
 from .base import AttributionContext, AttributionMethod, MethodNotSupported, Passes, register_method
 from .canonizers import DenseNetCanonizer, EfficientNetCanonizer, HeldGate
 from .guided import ACTIVATIONS
+from .probes import conservation_probe
 from .rules import BETA_FORMULAS, POOLING, AdaptiveAlphaBeta, HeldGatePass, SquaredPooling
 
 Bounds = tuple[Tensor, Tensor]  # normalized images of black and white pixels (z^B rule)
@@ -65,6 +67,7 @@ CANONIZERS: dict[str, Callable[[], list[Canonizer]]] = {
     "vgg": lambda: [VGGCanonizer()],
     "densenet": lambda: [DenseNetCanonizer()],
     "efficientnet": lambda: [EfficientNetCanonizer()],
+    "generic": lambda: [SequentialMergeBatchNorm()],  # any model: BatchNorm merged into the layer before it
 }
 
 
@@ -226,6 +229,13 @@ def check_supported(spec: LRPSpec, model: ModelBundle) -> None:
             f"LRP for {model.name} (family '{model.family}') needs canonizers; "
             f"LRP is available for families: {', '.join(sorted(CANONIZERS))}"
         )
+    if not model.definition.builtin:
+        report = conservation_probe(model, CANONIZERS[model.family]())
+        if not report.passed:
+            raise MethodNotSupported(
+                f"LRP ({spec.method_id}) is refused for {model.name}: it fails the conservation probe, {report.explain()}. "
+                "LRP needs a rule for each of them; gradient methods, Captum's and your own methods work on this model"
+            )
 
 
 def build_composite(spec: LRPSpec, model: ModelBundle, inputs: Tensor) -> Composite:
@@ -235,7 +245,7 @@ def build_composite(spec: LRPSpec, model: ModelBundle, inputs: Tensor) -> Compos
     return COMPOSITES[spec.composite](spec, bounds, CANONIZERS[model.family]())
 
 
-@register_method("lrp")
+@register_method("lrp", LRPSpec)
 class LRP(AttributionMethod):
     """LRP with the spec's composite and the model family's canonizers."""
 

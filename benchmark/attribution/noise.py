@@ -38,7 +38,7 @@ def noise_maps(
     return keyed_rng.normal(words, numel).view(len(image_keys), *shape)
 
 
-@register_method("noise")
+@register_method("noise", NoiseSpec)
 class Noise(AttributionMethod):
     """Standard-normal noise in place of an explanation."""
 

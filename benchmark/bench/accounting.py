@@ -34,6 +34,12 @@ class PassCount:
         return self.forward_backward + self.forward_only
 
 
+def uncounted(methods: list[AttributionMethod]) -> list[str]:
+    """Methods whose passes are not known in advance (Captum classes outside ``CAPTUM_PASSES``, callables
+    that declare none): the expected count leaves them out, the recorded count has them."""
+    return [method.id for method in methods if method.passes() is None]
+
+
 def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
     """Forward passes per image of the job's occlusion curves (0 when occlusion is off)."""
     return faithfulness.occlusion_forwards(spec.occlusion, methods, image_size) if spec.occlusion.enabled else 0

@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..config.spec import JobSpec, MetricsSpec
 from ..experiments.targets import reference_targets
 from ..models.threads import intra_op_threads
+from .accounting import uncounted
 from .bare import bare_seconds
 from .pipeline import PipelineMeasurement, measure_pipeline
 from .quantus_mprt import QUANTUS_METHODS, measure_quantus, quantus_version
@@ -100,6 +101,7 @@ def _run_bench(spec: JobSpec, out: Path, with_quantus: bool, repeats: int) -> di
         "methods": full.methods,
         "passes_per_image_expected": {"forward_backward": full.expected.forward_backward, "forward": full.expected.forward_only},
         "passes_per_image_recorded": {"forward_backward": recorded.forward_backward, "forward": recorded.forward_only},
+        "methods_not_counted_in_advance": uncounted(methods),
         "backward_passes_per_image_by_rules": full.backward_passes_by_rules(),
         "replayed_passes_per_image": full.replayed_passes(),
         "pipeline_seconds": full.seconds,
@@ -142,7 +144,9 @@ def format_report(report: dict[str, Any]) -> str:
         ("randomizations per batch", f"{report['randomizations_per_batch']:g} (one per randomized model state, "
                                      f"{report['batches']} batches)"),
         ("methods", ", ".join(report["methods"])),
-        ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])),
+        ("passes per image (expected)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_expected"])
+         + (f" (without {', '.join(report['methods_not_counted_in_advance'])}: passes not known in advance)"
+            if report.get("methods_not_counted_in_advance") else "")),
         ("passes per image (recorded)", "{forward_backward} fwd+bwd, {forward} fwd".format(**report["passes_per_image_recorded"])),
         ("bottom forward reused", f"in {report['replayed_passes_per_image']} of the fwd+bwd passes per image"),
         ("pipeline time", f"{report['pipeline_seconds']:.2f} s"),

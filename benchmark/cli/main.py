@@ -33,6 +33,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..config import SpecError
     from ..data import AnnotationError
     from ..engine.driver import ExecutorError
+    from ..engine.lease import LeaseHeld
     from ..engine.manifest import ResumeRefused
     from ..engine.submit import SubmitError
     from ..models import WeightsUnavailable
@@ -41,7 +42,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (
         UserError, SpecError, AnnotationError, ResumeRefused, WeightsUnavailable, FileNotFoundError,
-        SchemaVersionError, ResultsError, ExecutorError, SubmitError,
+        SchemaVersionError, ResultsError, ExecutorError, SubmitError, LeaseHeld,
     )
 
 

@@ -27,6 +27,18 @@ def _ranges(shards: list[int]) -> str:
     return ", ".join(parts)
 
 
+def _writer(out: str) -> str:
+    """Who holds the output's lease (a driver writing it now), if anyone."""
+    from ..engine.lease import read_lease
+    from ..results import OutputStore
+
+    lease = read_lease(OutputStore(out))
+    if lease is None:
+        return "none (no driver holds the output's lease)"
+    stale = lease.stale()
+    return f"{lease.describe()}" + (f" — stale: {stale}; the next run takes it over" if stale else "")
+
+
 def show_status(args: argparse.Namespace) -> int:
     from ..engine.attempts import format_scheduling
     from ..engine.driver import status
@@ -39,6 +51,7 @@ def show_status(args: argparse.Namespace) -> int:
     manifest = report["manifest"]
     print(f"run       {report['name']} ({report['run_id']}), spec hash {report['spec_hash']}")
     print(f"output    {report['out']}")
+    print(f"writer    {_writer(args.out)}")
     print(f"shards    {len(report['done'])}/{report['shards_total']} done, {len(report['missing'])} missing, {len(report['failed'])} failed")
     print(f"  done    {_ranges(report['done'])}")
     print(f"  missing {_ranges(report['missing'])}")

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "project (the dependencies in pyproject.toml) or a requirements file")
     parser.add_argument("--working-dir", default="auto", metavar="auto|none|DIR",
                         help="code uploaded as the job's working_dir: auto (this checkout, default), none "
-                             "(the cluster image has the package), or a directory")
+                             "(the cluster image has the package), or a directory; only what git would commit "
+                             "travels (no VCS, venvs, run outputs), and files that look like secrets stop the submission")
     parser.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                         help="environment variable for the job (e.g. AWS_ENDPOINT_URL); repeatable")
     parser.add_argument("--wait", action="store_true",
@@ -42,7 +43,7 @@ def submit_job(args: argparse.Namespace) -> int:
     client = jobs_client(args.address)
     submission = submit(
         client, spec, out, job_file=args.job, new_run=args.new_run, working_dir=args.working_dir,
-        pip=args.pip, env=args.env,
+        pip=args.pip, env=args.env, announce=lambda line: print(line, file=sys.stderr),
     )
     print(submission.submission_id)
     print(

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .spec import EXECUTION_ONLY_KEYS, SECTIONS, JobSpec
+from .spec import EXECUTION_ONLY_KEYS, LOCATION_KEYS, SECTIONS, JobSpec
 
 
 class SpecError(ValueError):
@@ -38,10 +38,22 @@ def load_job(path: str | Path, overrides: typing.Sequence[str] = ()) -> JobSpec:
 
 
 def validate_job(raw: dict[str, Any], source: str = "<job>") -> JobSpec:
+    """Types and ranges (pydantic), then the values that only fail together (``checks``)."""
     try:
-        return JobSpec.model_validate(raw)
+        spec = JobSpec.model_validate(raw)
     except ValidationError as error:
         raise SpecError(format_validation_error(error, source)) from None
+    check_consistency(spec, source)
+    return spec
+
+
+def check_consistency(spec: JobSpec, source: str = "<job>") -> None:
+    """Refuse values that are impossible together (a tile as large as the crop, …), naming each key."""
+    from .checks import consistency_problems, format_problems
+
+    problems = consistency_problems(spec)
+    if problems:
+        raise SpecError(format_problems(problems, source))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
@@ -155,6 +167,9 @@ def _strip(annotation: Any) -> Any:
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    for meta in _metadata(annotation):  # a registry's entries (the methods list): its spec classes
+        if hasattr(meta, "models"):
+            return list(meta.models())
     annotation = _strip(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
@@ -167,7 +182,18 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
+def _metadata(annotation: Any) -> list[Any]:
+    found = []
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation, *meta = typing.get_args(annotation)
+        found.extend(meta)
+    return found
+
+
 def _tag_of(model: type[BaseModel]) -> str | None:
+    tag = getattr(model, "tag", None)
+    if callable(tag):
+        return tag()
     field = model.model_fields.get("name")
     if field is None:
         return None
@@ -175,10 +201,12 @@ def _tag_of(model: type[BaseModel]) -> str | None:
     return args[0] if len(args) == 1 else None
 
 
-def science_dict(spec: JobSpec) -> dict[str, Any]:
-    """The part of the spec that determines the numbers: everything but execution settings."""
-    data = spec.model_dump(mode="json")
-    for key_path in EXECUTION_ONLY_KEYS:
+def science_dict(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
+    """The part of the spec that determines the numbers: everything but execution settings and
+    the dataset's location (its images are identified by their list, see ``data.identity``).
+    Also takes an already dumped spec or science dict (e.g. a manifest's)."""
+    data = spec.model_dump(mode="json") if isinstance(spec, JobSpec) else json.loads(json.dumps(spec))
+    for key_path in EXECUTION_ONLY_KEYS | LOCATION_KEYS:
         node = data
         for part in key_path[:-1]:
             node = node.get(part, {})

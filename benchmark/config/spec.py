@@ -9,12 +9,14 @@ Defaults are the paper's settings; the per-model randomization defaults live in
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+import typing
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails
+from pydantic import (
+    BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, WrapValidator, field_validator, model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-ModelName = Literal["resnet50", "resnet34", "vgg16", "densenet121", "efficientnet-b0", "tiny-resnet"]
 DatasetKind = Literal["samples", "synthetic", "imagenet", "coco", "voc", "digits"]
 RandomizationMode = Literal["top_down", "independent", "bottom_up", "split"]
 TargetPolicy = Literal["label", "original_prediction", "own_prediction"]
@@ -22,16 +24,13 @@ Reduction = Literal["sum", "mean", "l2"]
 Normalization = Literal["second_moment", "max_abs", "none"]
 DataRangeRule = Literal["joint", "reference"]
 Precision = Literal["fp32", "tf32"]
-LRPComposite = Literal[
-    "epsilon",
-    "zplus",
-    "alpha2beta1",
-    "gamma",
-    "epsilon_plus_flat",
-    "epsilon_gamma_box",
-    "vgg_paper",
-    "adaptive_beta",
-]
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=-]*$")  # a model or method id: a partition value, a file-name part
+
+
+def key_error(key: str, value: Any, message: str) -> ValidationError:
+    """A problem a section's validator finds with one of its keys, reported under that key's path."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    return ValidationError.from_exception_data("spec", [{"type": error, "loc": (key,), "input": value}])
 
 
 class StrictModel(BaseModel):
@@ -41,17 +40,113 @@ class StrictModel(BaseModel):
 
 
 class ModelSpec(StrictModel):
-    name: ModelName
+    """The model: one of the registered architectures, a library's model, or a user's factory (DESIGN §3).
+
+    ``name`` is checked against the registries of ``benchmark.models.registry`` (the paper's five,
+    ``torchvision:<builder>``, ``timm:<model>``) or is a code reference ``path/to/file.py:build`` /
+    ``package.module:build``; a factory is imported when the model is built, before any work.
+    """
+
+    name: str = Field(
+        ...,
+        description="resnet50, resnet34, vgg16, densenet121, efficientnet-b0; torchvision:<builder> (any torchvision "
+        "classification model); timm:<model>; or a factory returning an nn.Module: path/to/file.py:build or "
+        "package.module:build.",
+    )
+    label: str | None = Field(
+        None, description="The model's id in the results (the 'model' column and partition); default from the name."
+    )
     weights: str = Field(
         "imagenet",
-        description="'imagenet' (the library's pretrained weights, through its cache), a torchvision "
-        "weights enum name such as 'IMAGENET1K_V2', 'random', a path to a state-dict file, or 'testbed' "
-        "(tiny-resnet only: the trained-network test bed, trained on the digits once per machine and cached).",
+        description="'imagenet' (the library's pretrained weights, through its cache: torchvision's DEFAULT weights, "
+        "timm's default tag), a torchvision weights enum name such as 'IMAGENET1K_V2' or a timm tag, 'random' (the "
+        "library's or factory's own initialisation under weights_seed), a path to a state-dict file, or 'testbed' "
+        "(tiny-resnet only: the trained-network test bed, trained on the digits once per machine and cached). "
+        "Default 'imagenet', 'random' for a factory.",
     )
     weights_seed: int = Field(0, description="Seed of the library's own initialisation when weights='random'.")
     num_classes: int | None = Field(
         None, ge=1, description="Output classes; default from the dataset (ImageNet 1000, COCO 80, VOC 20)."
     )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the builder or factory (torchvision:, timm:, file/module factories), "
+        "e.g. {image_size: 32} for torchvision:vit_b_16.",
+    )
+    mean: list[float] | None = Field(
+        None, min_length=1, description="Per-channel input mean the model expects; default the weights' (ImageNet's)."
+    )
+    std: list[float] | None = Field(
+        None, min_length=1, description="Per-channel input std the model expects; default the weights' (ImageNet's)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _factory_default_weights(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "weights" not in data and isinstance(data.get("name"), str):
+            from ..models.registry import is_factory_name
+
+            if is_factory_name(data["name"]):
+                data = {**data, "weights": "random"}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from ..models.registry import check_model_name
+
+        check_model_name(value)
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _safe_label(cls, value: str | None) -> str | None:
+        if value is not None and not SAFE_ID.match(value):
+            raise ValueError("a model label is a folder name in the output: letters, digits and . _ - : + = only")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and min(value) <= 0:
+            raise ValueError(f"std must be positive, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelSpec":
+        from ..models.registry import MODELS, is_factory_name
+
+        if self.kwargs and self.name in MODELS:
+            raise key_error("kwargs", self.kwargs, f"the built-in model '{self.name}' takes no keyword arguments")
+        if is_factory_name(self.name) and (self.weights == "imagenet" or self.weights.isupper()):
+            raise key_error(
+                "weights", self.weights,
+                "a factory model takes 'random' (what the factory builds, under weights_seed; weights it loads "
+                "itself are kept) or a state-dict file, not a library's pretrained weights",
+            )
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise key_error("std", self.std, f"has {len(self.std)} values, model.mean {len(self.mean)}")
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """The model's id in the results: the label, else the name made fit for a folder
+        (``torchvision:resnet18`` -> ``torchvision-resnet18``, ``nets/tiny.py:build`` -> ``tiny-build``,
+        ``mypkg.nets:build`` -> ``mypkg.nets-build``)."""
+        if self.label:
+            return self.label
+        from ..models.registry import MODEL_SOURCES, is_factory_name
+        from ..usercode import parse_ref
+
+        scheme, sep, rest = self.name.partition(":")
+        if sep and scheme in MODEL_SOURCES:
+            name = f"{scheme}-{rest}"
+        elif is_factory_name(self.name):
+            ref = parse_ref(self.name)
+            name = f"{ref.stem if ref.is_file else ref.target}-{ref.attribute}" if ref else self.name
+        else:
+            name = self.name
+        return re.sub(r"[^A-Za-z0-9._+=-]+", "-", name)
 
 
 class DatasetSpec(StrictModel):
@@ -106,6 +201,10 @@ class DatasetSpec(StrictModel):
     )
     skip_flagged_boxes: bool = Field(
         False, description="coco/voc: ignore COCO 'iscrowd' and VOC 'difficult' boxes when deriving crop labels."
+    )
+    read_timeout: float = Field(
+        60.0, gt=0, description="Seconds one image file may take to read (a hung network mount); then it becomes an "
+        "error row and the shard goes on."
     )
     synthetic_images: int = Field(8, ge=1, description="Number of images of the synthetic dataset.")
     synthetic_seed: int = 0
@@ -181,6 +280,12 @@ class RandomizationSpec(StrictModel):
 
 
 class MethodBase(StrictModel):
+    """What every method section has. The method behind a ``name`` is found in the registry of
+    ``benchmark.attribution`` (``METHODS`` and its name patterns); each registered method names
+    the spec class its section is validated with."""
+
+    TAG: ClassVar[str | None] = None  # the kind of method, for specs whose name is a pattern (captum:<Class>)
+
     label: str | None = Field(None, description="Name of this method in the results; default derived from its settings.")
     reduction: Reduction = "sum"
 
@@ -190,6 +295,19 @@ class MethodBase(StrictModel):
 
     def default_label(self) -> str:
         return self.name  # type: ignore[attr-defined]
+
+    @classmethod
+    def tag(cls) -> str:
+        """The name this spec class stands for: its ``name`` literal, or ``TAG`` for name patterns."""
+        args = typing.get_args(cls.model_fields["name"].annotation) if "name" in cls.model_fields else ()
+        return str(args[0]) if len(args) == 1 else (cls.TAG or cls.__name__)
+
+    @field_validator("label")
+    @classmethod
+    def _safe_label(cls, value: str | None) -> str | None:
+        if value is not None and not SAFE_ID.match(value):
+            raise ValueError("a method label names files and figures: letters, digits and . _ - : + = only")
+        return value
 
 
 class GradientSpec(MethodBase):
@@ -235,7 +353,9 @@ class GuidedBackpropSpec(MethodBase):
 
 class LRPSpec(MethodBase):
     name: Literal["lrp"]
-    composite: LRPComposite = "epsilon_plus_flat"
+    composite: str = Field(
+        "epsilon_plus_flat", description="A composite registered in benchmark.attribution.lrp.COMPOSITES."
+    )
     epsilon: float = Field(
         1e-6, gt=0, description="Stabiliser of the epsilon rule (and of the adaptive_beta rule's denominators)."
     )
@@ -253,6 +373,15 @@ class LRPSpec(MethodBase):
         "conserve, but a randomized model's negative target logit flips the sign of the whole map: "
         "docs/lrp-seeding.md). 'logit' adds '_logit' to the method's default label.",
     )
+
+    @field_validator("composite")
+    @classmethod
+    def _registered_composite(cls, value: str) -> str:
+        from ..attribution.lrp import COMPOSITES
+
+        if value not in COMPOSITES:
+            raise ValueError(f"Input should be {_choices(COMPOSITES)}")
+        return value
 
     @model_validator(mode="after")
     def _positive_gamma_ends(self) -> "LRPSpec":
@@ -272,19 +401,102 @@ class NoiseSpec(MethodBase):
         return "noise"
 
 
-MethodSpec = Annotated[
-    Union[
-        GradientSpec,
-        GradientInputSpec,
-        IntegratedGradientsSpec,
-        SmoothGradSpec,
-        GuidedBackpropSpec,
-        LRPSpec,
-        NoiseSpec,
-    ],
-    Field(discriminator="name"),
-]
-METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop", "lrp", "noise")
+class CaptumSpec(MethodBase):
+    """A Captum attribution class, ``captum:<Class>`` (e.g. ``captum:Saliency``, ``captum:LayerGradCam``).
+
+    ``args`` go to the class's constructor (a layer method's ``layer`` is a module name of the
+    model) or to its ``attribute`` call, whichever takes them. Layer attributions are upsampled to
+    the input size. Captum is the optional extra ``[captum]``.
+    """
+
+    TAG: ClassVar[str | None] = "captum"
+
+    name: str = Field(..., pattern=r"^captum:[A-Za-z_][A-Za-z0-9_]*$", description="captum:<AttributionClass>")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the class's constructor and of its attribute() call."
+    )
+    upsample: Literal["bilinear", "nearest"] = Field(
+        "bilinear", description="Layer methods: how the layer's attribution is resized to the input."
+    )
+
+
+class DeclaredPasses(StrictModel):
+    """Model passes per image of one call, when the method's author knows them (speed accounting)."""
+
+    forward: int = Field(..., ge=0)
+    backward: int = Field(..., ge=0)
+
+
+class CallableSpec(MethodBase):
+    """A user's function ``(model, inputs, targets, **args) -> maps`` (Quantus' ``explain_func``
+    convention), named ``package.module:function`` or ``path/to/file.py:function``."""
+
+    TAG: ClassVar[str | None] = "callable"
+
+    name: str = Field(..., description="package.module:function or path/to/file.py:function")
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed on every call.")
+    arrays: Literal["torch", "numpy"] = Field(
+        "torch", description="torch: device tensors in and out; numpy: host arrays (as Quantus passes them)."
+    )
+    passes: DeclaredPasses | None = Field(
+        None, description="Forward/backward passes per image of one call, for the speed accounting; unknown if null."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        from ..usercode import parse_ref
+
+        if parse_ref(value) is None:
+            raise ValueError("expected package.module:function or path/to/file.py:function")
+        return value
+
+    def default_label(self) -> str:
+        return self.name.rsplit(":", 1)[1]
+
+
+def _choices(names: typing.Iterable[str]) -> str:
+    quoted = [f"'{name}'" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _validate_method(value: Any, handler: Any) -> MethodBase:
+    """A method section, validated with the spec class its ``name`` is registered with."""
+    if isinstance(value, MethodBase):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("method_type", "a method is a mapping with a name, e.g. {{name: gradient}}")
+    name = value.get("name")
+    from ..attribution.base import allowed_method_names, method_spec_type
+
+    spec_type = method_spec_type(name) if isinstance(name, str) else None
+    if spec_type is None:
+        kind = "missing" if name is None else "unknown_method"
+        message = "required key is missing" if name is None else f"unknown method; allowed: {allowed_method_names()}"
+        error = PydanticCustomError(kind, "{message}", {"message": message})
+        raise ValidationError.from_exception_data("method", [{"type": error, "loc": ("name",), "input": name}])
+    try:
+        return spec_type.model_validate(value)
+    except ValidationError as error:  # the same problems, under the method kind (how error paths find its keys)
+        details = [
+            {"type": item["type"], "loc": (spec_type.tag(), *item["loc"]), "input": item.get("input"),
+             **({"ctx": item["ctx"]} if "ctx" in item else {})}
+            for item in error.errors()
+        ]
+        raise ValidationError.from_exception_data(error.title, details) from None
+
+
+class RegisteredMethods:
+    """Marks the methods list for ``config.load``: its entries are the registered spec classes."""
+
+    @staticmethod
+    def models() -> list[type[MethodBase]]:
+        from ..attribution.base import method_spec_types
+
+        return method_spec_types()
+
+
+MethodSpec = Annotated[SerializeAsAny[MethodBase], WrapValidator(_validate_method), RegisteredMethods()]
 
 
 class SSIMSpec(StrictModel):
@@ -522,8 +734,11 @@ def unregister_section(name: str) -> None:
 
 
 def _error_details(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[InitErrorDetails]:
+    """The problems of ``error`` to raise again (under ``prefix``), each with its type and its message as
+    it was (also for custom error types, e.g. a registry's 'unknown_method')."""
     return [
-        InitErrorDetails(type=item["type"], loc=prefix + tuple(item["loc"]), input=item["input"], ctx=item.get("ctx", {}))
+        InitErrorDetails(type=PydanticCustomError(item["type"], item["msg"]), loc=prefix + tuple(item["loc"]),
+                         input=item["input"])
         for item in error.errors()
     ]
 
@@ -637,6 +852,18 @@ EXECUTION_ONLY_KEYS = {
     ("runtime", "actors"),
     ("runtime", "in_flight"),
     ("runtime", "max_attempts"),
+    ("dataset", "read_timeout"),
     ("output",),
     ("description",),
+}
+
+# Where the dataset lives, not what it is: a resume may change them (a moved mount point). The
+# run identifies its images by their canonical list instead (ids, labels, boxes, file sizes;
+# ``benchmark.data.identity``), checked against the manifest on every resume.
+LOCATION_KEYS = {
+    ("dataset", "root"),
+    ("dataset", "images_dir"),
+    ("dataset", "annotation_file"),
+    ("dataset", "labels_file"),
+    ("dataset", "class_list"),
 }

@@ -3,7 +3,8 @@
 Real JPEG files written by PIL, a COCO instances json that pycocotools loads, VOC xml files,
 Kaggle and plain labels files, and the bad cases a real dataset copy can contain: a truncated
 JPEG, bytes that are no image, a PNG and a CMYK JPEG behind JPEG names, grayscale JPEGs, files
-named by the annotations but missing, images without annotations. Malformed annotation and
+named by the annotations but missing, images without annotations; ``imagenet_special/`` adds a
+16-bit grayscale PNG and a named pipe with an image name (where the platform has them). Malformed annotation and
 labels files live under ``malformed/``, one fault per dataset, for the "fails before any work"
 checks. Everything is a pure function of the code: two calls write identical datasets.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,9 @@ TENCH, GOLDFISH, TOILET_TISSUE = "n01440764", "n01443537", "n15075141"
 
 # How an image file is written: the bad cases of the issue, and the good one.
 GOOD, GRAY, CMYK, PNG, TRUNCATED, NOT_IMAGE, MISSING = "good", "gray", "cmyk", "png", "truncated", "not_image", "missing"
+PNG16 = "png16"
 NOTES = {
+    PNG16: "16-bit grayscale PNG behind a JPEG name (scaled to 8 bits)",
     GOOD: "RGB JPEG",
     GRAY: "grayscale JPEG (decoded to RGB)",
     CMYK: "CMYK JPEG (decoded to RGB)",
@@ -102,6 +106,12 @@ def encode(picture: Picture, seed: int) -> bytes | None:
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
         return buffer.getvalue()
+    if picture.how == PNG16:  # the gray picture times 257 plus low bits that 8-bit rounding removes again
+        gray = np.asarray(image.convert("L")).astype(np.uint16)
+        yy, xx = np.mgrid[0 : picture.height, 0 : picture.width]
+        buffer = io.BytesIO()
+        Image.fromarray((gray * 257 + (7 * xx + 3 * yy) % 100).astype(np.uint16)).save(buffer, "PNG")
+        return buffer.getvalue()
     data = _jpeg_bytes(image)
     return data[: len(data) * 3 // 5] if picture.how == TRUNCATED else data
 
@@ -122,6 +132,19 @@ class Writer:
 
     def text(self, relative: str, text: str, note: str) -> Path:
         return self.bytes(relative, text.encode(), note)
+
+    def fifo(self, relative: str, note: str) -> None:
+        """A named pipe (not written where the platform has none)."""
+        path = self.root / relative
+        if not hasattr(os, "mkfifo"):
+            self.files.append(FixtureFile(path, note + " — not written: no named pipes on this platform"))
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or (path.exists() and not path.is_fifo()):
+            path.unlink()
+        if not path.exists():
+            os.mkfifo(path)
+        self.files.append(FixtureFile(path, note))
 
     def picture(self, relative: str, picture: Picture, seed: int, note: str = "") -> None:
         data = encode(picture, seed)
@@ -178,6 +201,23 @@ def write_imagenet(w: Writer) -> None:
     w.text("imagenet_flat/LOC_val_solution.csv", "\n".join(csv_rows) + "\n", "Kaggle labels (unsorted, one missing image)")
     plain = [f"{imagenet_name(n)}.JPEG {index[wnid]}" for n, wnid, _, _ in entries]
     w.text("imagenet_flat/val_labels.txt", "\n".join(plain) + "\n", "plain '<file> <class index>' labels")
+
+
+SPECIAL_IMAGES = ((21, TENCH, GOOD), (22, GOLDFISH, "fifo"), (23, TOILET_TISSUE, PNG16))
+
+
+def write_imagenet_special(w: Writer) -> None:
+    """Files that are not what their name says: a named pipe (reading it would block forever)
+    and a 16-bit PNG; a flat ImageNet folder with Kaggle labels."""
+    rows = ["ImageId,PredictionString"]
+    for number, wnid, how in SPECIAL_IMAGES:
+        name = imagenet_name(number)
+        if how == "fifo":
+            w.fifo(f"imagenet_special/val/{name}.JPEG", "named pipe with an image name (error row: not a regular file)")
+        else:
+            w.picture(f"imagenet_special/val/{name}.JPEG", _imagenet_picture(number, wnid, how, 56, 44), seed=number)
+        rows.append(f"{name},{wnid} 14 11 42 33 ")
+    w.text("imagenet_special/LOC_val_solution.csv", "\n".join(rows) + "\n", "Kaggle labels of the special files")
 
 
 # -- COCO -------------------------------------------------------------------------------------------
@@ -404,11 +444,14 @@ benchmark fixtures: tiny datasets in the real on-disk formats (written by `bench
   imagenet_flat/  flat val/*.JPEG + LOC_val_solution.csv (Kaggle) + val_labels.txt ('<file> <index>')
   coco/           annotations/instances_{{val,train}}2017.json + {{val,train}}2017/*.jpg (80 real categories)
   voc/VOC2012/    Annotations/*.xml, JPEGImages/*.jpg, ImageSets/Main/{{val,train}}.txt
+  imagenet_special/  flat val/: a named pipe called *.JPEG and a 16-bit grayscale PNG, Kaggle labels
   malformed/      one broken annotation or labels file per folder: the job must fail before any work
 
 The val splits hold the bad cases: truncated JPEG, bytes that are no image, PNG and CMYK files
 behind JPEG names, grayscale JPEGs, images named by the annotations but missing, images without
-boxes. Unreadable images become rows of the `errors` table; the rest of the shard goes on.
+boxes. Unreadable images become rows of the `errors` table; the rest of the shard goes on. A file
+you may not read is reported as "permission denied" (not written here: root reads any file).
+Copy this folder with care: imagenet_special/ holds a named pipe (`cp -r` copies it as a pipe).
 
 Try:
   benchmark run jobs/smoke.yaml --out runs/fx-coco --set dataset.kind=coco --set dataset.root={root}/coco
@@ -418,7 +461,9 @@ Try:
       --epochs 1 --batch-size 4 --out runs/fx-finetune
 """
 
-WRITERS: tuple[Callable[[Writer], None], ...] = (write_imagenet, write_coco, write_voc, write_malformed)
+WRITERS: tuple[Callable[[Writer], None], ...] = (
+    write_imagenet, write_imagenet_special, write_coco, write_voc, write_malformed,
+)
 
 
 def write_fixtures(root: str | Path) -> list[FixtureFile]:

@@ -36,7 +36,10 @@ def dataset_from_spec(dataset: DatasetSpec, num_classes: int) -> ImageDataset:
         raise ValueError(
             f"dataset.kind '{dataset.kind}' has no reader installed; available: {', '.join(DATASETS)}"
         ) from None
-    return factory(dataset, num_classes)
+    built = factory(dataset, num_classes)
+    if hasattr(built, "read_timeout"):
+        built.read_timeout = dataset.read_timeout
+    return built
 
 
 def build_dataset(spec: JobSpec) -> ImageDataset:

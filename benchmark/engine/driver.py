@@ -16,15 +16,18 @@ from typing import Any
 import torch
 
 from ..config import JobSpec, SpecError, spec_hash
+from ..config.load import check_consistency
 from ..data import build_dataset, select_records
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
 from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
+from ..results.cleanup import remove_uncommitted
+from ..results.reader import run_spec_hashes
 from ..results.schema import table_names
-from ..results.store import COMMITS, FAILURES, MANIFEST
+from ..results.store import AGGREGATES, COMMITS, FAILURES, FIGURES, MANIFEST, REPORT
 from ..results.summary import degenerate_maps
-from .manifest import ResumeRefused, check_resume, new_manifest
-from .plan import ShardTask, describe_shards, plan_shards
+from .manifest import ResumeRefused, check_resume, check_same_images, new_manifest
+from .plan import ShardTask, dataset_fingerprint, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
 
 
@@ -41,6 +44,7 @@ class RunState:
     tasks: list[ShardTask]
     pending: list[ShardTask]
     committed: dict[int, dict]
+    notes: list[str] = field(default_factory=list)  # what the checks found worth saying (a moved dataset)
 
 
 @dataclass
@@ -61,38 +65,42 @@ def output_uri(spec: JobSpec, out: str | None) -> str:
     return uri
 
 
-def preflight_model(spec: JobSpec) -> tuple[dict, str]:
+def preflight_model(spec: JobSpec) -> tuple[dict, str, dict]:
     """Build on the driver, before any work, everything a worker will build: the model with its
     weights, the randomization plan, the methods and the experiments. A missing pretrained file,
-    a mismatching state dict, a bad randomization rule, an unsupported method or a module name
-    that does not exist fails here, once, instead of in every worker. Returns the stage plan (as
-    written to the manifest) and the weights' source."""
-    model = load_model(spec, torch.device("cpu"))
+    a mismatching state dict, a factory that cannot be imported, a bad randomization rule, an
+    unsupported method (LRP on a model that fails the conservation probe) or a module name that
+    does not exist fails here, once, instead of in every worker. Returns the stage plan (as
+    written to the manifest), the weights' source and what the manifest records of the model."""
     try:
-        plan = plan_for(spec, model.module)
+        model = load_model(spec, torch.device("cpu"))
+        plan = plan_for(spec, model.module, model.definition)
         BatchEvaluator(spec, model, plan)
     except (ValueError, NotImplementedError) as error:  # names the key; MethodNotSupported included
         raise SpecError(f"job '{spec.name}' cannot run: {error}") from None
-    return plan.describe(), model.weights_source
+    return plan.describe(), model.weights_source, model.describe(spec.model.model_id)
 
 
 def discard_previous(store: OutputStore) -> None:
-    for folder in (*table_names(), COMMITS, FAILURES, "aggregates"):
+    """Everything a run and the commands after it wrote: tables, markers, aggregates, figures, report."""
+    for folder in (*table_names(), COMMITS, FAILURES, AGGREGATES, FIGURES):
         store.delete_dir(folder)
+    store.delete(REPORT)
     store.delete(MANIFEST)
 
 
 def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, run_id: str | None = None) -> RunState:
-    """``run_id`` names a new output's run (``benchmark submit`` passes the id its submissions carry);
-    an output that already has a manifest keeps its own."""
+    """Check everything, then (only then) touch the output. ``run_id`` names a new output's run
+    (``benchmark submit`` passes the id its submissions carry); an output that already has a
+    manifest keeps its own. A resume must be the same science on the same images; a new run
+    discards the old results only after the new spec has passed every check (DESIGN §11)."""
+    check_consistency(spec)
     uri = output_uri(spec, out)
     store = OutputStore(uri)
     previous = store.read_json(MANIFEST)
-    if previous is not None and new_run:
-        discard_previous(store)
-        previous = None
-    if previous is not None:
-        check_resume(previous, spec)
+    resuming = previous is not None and not new_run
+    if resuming:
+        check_resume(previous, spec)  # cheap: refuse a changed spec before reading the dataset
 
     dataset = build_dataset(spec)  # a malformed annotation file fails here, before any work
     records = select_records(spec, dataset)
@@ -101,21 +109,34 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
             f"dataset '{spec.dataset.kind}' selects no images (offset {spec.dataset.offset}, limit {spec.dataset.limit})"
         )
     tasks = plan_shards(records, spec.dataset.offset, spec.dataset.shard_size)
-    randomization_plan, weights_source = preflight_model(spec)
+    shard_plan = describe_shards(tasks, spec.dataset.shard_size)
+    notes = check_same_images(previous, spec, shard_plan) if resuming else []
+    randomization_plan, weights_source, model_record = preflight_model(spec)
+
+    # every check passed: from here on the output changes
+    if previous is not None and new_run:
+        discard_previous(store)
+        previous = None
     manifest = new_manifest(
         spec,
         previous,
         dataset=dataset.describe(),
+        dataset_fingerprint=dataset_fingerprint(shard_plan),
         weights=weights_source,
-        shard_plan=describe_shards(tasks, spec.dataset.shard_size),
+        shard_plan=shard_plan,
         randomization_plan=randomization_plan,
+        model=model_record,
         run_id=run_id,
     )
     validate_manifest(manifest)
     store.write_json(MANIFEST, manifest)
-    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
+    removed = remove_uncommitted(store)
+    if removed:
+        notes.append(removed.describe())
+    hashes = run_spec_hashes(manifest)
+    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") in hashes}
     pending = [task for task in tasks if task.shard not in committed]
-    return RunState(spec, uri, store, manifest, tasks, pending, committed)
+    return RunState(spec, uri, store, manifest, tasks, pending, committed, notes)
 
 
 def record_failure(state: RunState, task: ShardTask, attempt: int, reason: str) -> None:
@@ -125,6 +146,9 @@ def record_failure(state: RunState, task: ShardTask, attempt: int, reason: str) 
 
 def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict[str, Any] | None = None) -> dict:
     manifest = dict(state.manifest)
+    removed = remove_uncommitted(state.store)  # parts of shard tries that failed or were abandoned
+    if removed:
+        extra = {**(extra or {}), "removed_uncommitted": removed.counts()}
     committed = committed_shards(state.store)
     manifest.update(
         updated_at=time.time(),
@@ -151,7 +175,8 @@ def status(out: str) -> dict[str, Any]:
     if manifest is None:
         raise FileNotFoundError(f"{out}: no {MANIFEST}; this is not the output of a run (or it has not started)")
     planned = [s["shard"] for s in manifest["shard_plan"]["shards"]]
-    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == manifest["spec_hash"]}
+    hashes = run_spec_hashes(manifest)
+    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") in hashes}
     failed = failed_shards(store)
     errors = read_table(store, "errors")
     shards = read_table(store, "shards")

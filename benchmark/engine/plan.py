@@ -7,9 +7,11 @@ shard 40 names the same images in a run of the first 1000 images and in one of 4
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from ..data.base import ImageRecord
+from ..data.identity import BASIS, images_digest
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,19 @@ def plan_shards(records: list[ImageRecord], offset: int, shard_size: int) -> lis
 
 
 def describe_shards(tasks: list[ShardTask], shard_size: int) -> dict:
+    """The manifest's shard plan; each shard's ``digest`` identifies its images (``data.identity``)."""
     return {
         "shard_size": shard_size,
         "images": sum(len(t) for t in tasks),
         "shards": [
-            {"shard": t.shard, "start": t.start, "stop": t.stop, "first": t.records[0].image_id, "last": t.records[-1].image_id}
+            {"shard": t.shard, "start": t.start, "stop": t.stop, "first": t.records[0].image_id,
+             "last": t.records[-1].image_id, "digest": images_digest(t.records)}
             for t in tasks
         ],
     }
+
+
+def dataset_fingerprint(shard_plan: dict) -> dict:
+    """The run's image list in one digest (over the shards' digests)."""
+    digests = "".join(shard.get("digest", "?") for shard in shard_plan["shards"])
+    return {"basis": BASIS, "images": shard_plan["images"], "digest": hashlib.sha256(digests.encode()).hexdigest()[:16]}

@@ -22,6 +22,10 @@ rewrites the same part files and marker, so a shard run twice never duplicates r
 
 Actors write their shard's files themselves and return a small summary; maps and tables never
 pass through the object store or the driver.
+
+User code the job names (a model factory or an attribution callable in a file or a local package)
+travels with the actors in their ``runtime_env`` (``py_modules``; ``benchmark.usercode``), so an
+actor on any node loads exactly the code the driver validated.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -38,7 +43,9 @@ from typing import Any, Callable
 import ray
 from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
+from .. import usercode
 from ..config import JobSpec
+from . import signals
 from .attempts import ShardAttempts, describe_error
 from .driver import ExecutorError, RunOutcome, RunState
 from .plan import ShardTask
@@ -49,15 +56,24 @@ from .shard import ShardRunner
 RunnerFactory = Callable[..., ShardRunner]
 Executor = Callable[[RunState, Progress], RunOutcome]
 WAIT_NOTE_SECONDS = 120.0  # nothing finished for this long and no actor ready: say what we wait for
+POLL_SECONDS = 1.0  # longest wait for a result before the loop looks at a stop request again
+KILL_WAIT_SECONDS = 30.0  # a stopped run waits this long for killed actors to be gone
 
 
 class ShardActor:
     """One worker: builds its ``ShardRunner`` (model, plan, methods) once, then runs shards."""
 
-    def __init__(self, spec: JobSpec, out: str, runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        out: str,
+        runner_factory: RunnerFactory | None = None,
+        shipment: usercode.Shipment | None = None,
+    ) -> None:
         import torch
 
         torch.set_num_threads(spec.runtime.threads)  # ShardRunner.run sets it too; this covers model loading
+        self.code = usercode.install(shipment)  # before the model and methods are built from it
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
@@ -65,8 +81,8 @@ class ShardActor:
         # actor that Ray gave a GPU on a machine without CUDA (or a fake one in tests) runs on CPU.
         self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker)
 
-    def describe(self) -> dict[str, str]:
-        return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node}
+    def describe(self) -> dict[str, Any]:
+        return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node, "code": self.code}
 
     def run(self, task: ShardTask, attempt: int) -> dict:
         entered = time.perf_counter()
@@ -148,6 +164,7 @@ class RayExecution:
         self.slots: list[Slot] = []
         self.dead_reasons: list[str] = []
         self.losses = 0
+        self.not_started: set[int] = set()  # shards a stop request kept from starting
 
     # -- actors ------------------------------------------------------------------------------
     def start_actors(self) -> ActorPlan:
@@ -155,6 +172,8 @@ class RayExecution:
         plan = plan_actors(self.state.spec, nodes, len(self.state.pending), self.embedded)
         actor_class = ray.remote(ShardActor)
         prefix = f"benchmark-{self.state.manifest['run_id']}-{uuid.uuid4().hex[:6]}"
+        shipment = usercode.shipment_for(usercode.references(self.state.spec))
+        runtime_env = upload_user_code(shipment)
         for index in range(plan.count):
             name = f"{prefix}-{index}"
             handle = actor_class.options(
@@ -164,7 +183,8 @@ class RayExecution:
                 max_restarts=-1,
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
-            ).remote(self.state.spec, self.state.out, self.runner_factory)
+                **({"runtime_env": runtime_env} if runtime_env else {}),
+            ).remote(self.state.spec, self.state.out, self.runner_factory, shipment)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)
@@ -193,12 +213,18 @@ class RayExecution:
         slot.healthy = True
         slot.free_since = time.perf_counter()
 
-    def stop_actors(self) -> None:
+    def stop_actors(self, wait: bool = False) -> None:
+        """Kill the actors; with ``wait``, return once they are gone (up to ``KILL_WAIT_SECONDS``), so
+        that a shard they were writing cannot commit after the driver has cleaned up (a stopped run
+        on a cluster whose actors outlive ``ray.kill`` by a moment)."""
         for slot in self.slots:
             try:
                 ray.kill(slot.handle, no_restart=True)
             except Exception:
                 pass
+        if wait:
+            probes = [slot.handle.describe.remote() for slot in self.slots]
+            ray.wait(probes, num_returns=len(probes), timeout=KILL_WAIT_SECONDS)
 
     # -- shards ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -253,35 +279,77 @@ class RayExecution:
             self.queue.appendleft(task)
 
     def run(self) -> RunOutcome:
-        while self.queue or self.flights:
-            self._dispatch()
-            waiting = list(self.flights) + list(self.probes)
-            if not waiting:
-                raise ExecutorError(
-                    "no actor is left to run the remaining shards: " + ("; ".join(self.dead_reasons) or "unknown")
-                )
-            first, _ = ray.wait(waiting, num_returns=1, timeout=WAIT_NOTE_SECONDS)
-            if not first:
-                self._note_waiting()
-                continue
-            ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
-            seen = time.perf_counter()
-            # successes first: a later failure on the same actor then knows which shard was running
-            results: list[tuple[Any, Any, RayError | None]] = []
-            for ref in ready:
-                if ref in self.probes:
-                    self._probed(ref)
-                    continue
-                try:
-                    results.append((ref, ray.get(ref), None))
-                except RayError as error:
-                    results.append((ref, None, error))
-            for ref, result, error in sorted(results, key=lambda item: item[2] is not None):
-                if error is None:
-                    self._finished(ref, result, seen)
+        stop = signals.active()
+        quiet_since = time.monotonic()
+        try:
+            while self.queue or self.flights:
+                if stop.requested:
+                    self._stop_dispatching()
+                    if not self.flights or stop.abandon:
+                        break
                 else:
-                    self._failed(ref, error)
+                    self._dispatch()
+                waiting = list(self.flights) + ([] if stop.requested else list(self.probes))
+                if not waiting:
+                    raise ExecutorError(
+                        "no actor is left to run the remaining shards: " + ("; ".join(self.dead_reasons) or "unknown")
+                    )
+                # short waits, so that a stop request is seen at once
+                first, _ = ray.wait(waiting, num_returns=1, timeout=min(POLL_SECONDS, stop.remaining()))
+                if not first:
+                    if time.monotonic() - quiet_since > WAIT_NOTE_SECONDS:
+                        self._note_waiting()
+                        quiet_since = time.monotonic()
+                    continue
+                quiet_since = time.monotonic()
+                self._collect(waiting)
+        except signals.StopNow:
+            pass  # the grace period is over: what still runs is abandoned
+        if stop.requested:
+            self._record_stop()
         return self.attempts.outcome
+
+    def _collect(self, waiting: list[Any]) -> None:
+        ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+        seen = time.perf_counter()
+        # successes first: a later failure on the same actor then knows which shard was running
+        results: list[tuple[Any, Any, RayError | None]] = []
+        for ref in ready:
+            if ref in self.probes:
+                self._probed(ref)
+                continue
+            try:
+                results.append((ref, ray.get(ref), None))
+            except RayError as error:
+                results.append((ref, None, error))
+        for ref, result, error in sorted(results, key=lambda item: item[2] is not None):
+            if error is None:
+                self._finished(ref, result, seen)
+            else:
+                self._failed(ref, error)
+
+    # -- stopping (SIGTERM, SIGINT: engine.signals) -------------------------------------------------
+    def _stop_dispatching(self) -> None:
+        """No new shards; shards queued behind a running one on an actor are taken back (cancelled
+        before they start, costing no try); the running ones may finish within the grace period."""
+        self.not_started.update(task.shard for task in self.queue)
+        self.queue.clear()
+        for slot in self.slots:
+            for ref in list(slot.flights)[1:]:
+                flight = self.flights.pop(ref)
+                slot.flights.remove(ref)
+                self.attempts.forgive(flight.task)
+                self.not_started.add(flight.task.shard)
+                try:
+                    ray.cancel(ref)
+                except Exception:
+                    pass  # it may have started meanwhile: the actor is killed at the end anyway
+
+    def _record_stop(self) -> None:
+        self.attempts.outcome.details["stopped"] = {
+            "abandoned": sorted(flight.task.shard for flight in self.flights.values()),
+            "not_started": sorted(self.not_started),
+        }
 
     def _note_waiting(self) -> None:
         if not any(slot.healthy for slot in self.slots):
@@ -289,6 +357,19 @@ class RayExecution:
                 f"waiting for actors to start: {len(self.probes)} requested and not ready yet "
                 f"(cluster resources now: {ray.available_resources()})"
             )
+
+
+def upload_user_code(shipment: usercode.Shipment) -> dict[str, Any] | None:
+    """The actors' runtime_env for the job's own code: its files and local packages uploaded to the
+    cluster (Ray accepts local paths in ``py_modules`` only in ``ray.init``'s job-level runtime_env, so
+    they are uploaded here the way ``ray.init`` does it, and the actors get the package URIs)."""
+    runtime_env = shipment.runtime_env()
+    if runtime_env is None:
+        return None
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return upload_py_modules_if_needed(runtime_env, include_gitignore=False, scratch_dir=scratch)
 
 
 def _short(error: BaseException) -> str:
@@ -321,6 +402,7 @@ def make_ray_executor(address: str | None = None, runner_factory: RunnerFactory 
             return RunOutcome(details={"executor": "ray"})
         owns_session = not ray.is_initialized()
         embedded = connect(address)
+        signals.reinstall()  # ray.init's embedded node installs its own SIGTERM handler
         execution = RayExecution(state, progress, embedded, runner_factory)
         try:
             started = time.perf_counter()
@@ -336,12 +418,15 @@ def make_ray_executor(address: str | None = None, runner_factory: RunnerFactory 
                 in_flight=execution.depth,
                 worker_losses=execution.losses,
                 actor_devices=sorted({slot.info.get("device", "?") for slot in execution.slots if slot.info}),
+                user_code=next((slot.info["code"] for slot in execution.slots if slot.info.get("code")), {}),
                 scheduling=execution.attempts.scheduling(),
                 seconds_with_actors=time.perf_counter() - started,
             )
             return outcome
         finally:
-            execution.stop_actors()
+            # shards still running were abandoned: on a cluster this driver does not own, wait until
+            # their actors are gone before the driver removes what they left
+            execution.stop_actors(wait=bool(execution.flights) and not owns_session)
             if owns_session:
                 ray.shutdown()
 

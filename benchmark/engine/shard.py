@@ -31,7 +31,7 @@ from .plan import ShardTask
 
 
 def partition_of(spec: JobSpec) -> dict[str, str]:
-    return {"model": spec.model.name, "dataset": spec.dataset.kind}
+    return {"model": spec.model.model_id, "dataset": spec.dataset.kind}
 
 
 def default_worker_name() -> str:
@@ -69,7 +69,7 @@ class ShardRunner:
         self.spec = spec
         self.worker = worker or default_worker_name()
         self.model = load_model(spec, device)
-        self.plan = plan_for(spec, self.model.module)
+        self.plan = plan_for(spec, self.model.module, self.model.definition)
         self.evaluator = BatchEvaluator(spec, self.model, self.plan)
         self.dataset = build_dataset(spec)
         self.preprocess = Preprocess.from_spec(spec.dataset)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..attribution import AttributionMethod
-from ..config.checks import EfficientMPRTSpec
+from ..config.repaired_checks import EfficientMPRTSpec
 from ..metrics import ENTROPY_CHANGE, HistogramBins, histogram_entropy
 from .base import Experiment, Setup, register_experiment
 from .check_scores import NON_FINITE, ZERO_ENTROPY, ScoreKey, ScoreRows

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..attribution import AttributionMethod, Passes
 from ..attribution.lrp import LRP
-from ..config.checks import InvariantMaskSpec
+from ..config.repaired_checks import InvariantMaskSpec
 from ..metrics import MapComparer, all_finite
 from .base import Experiment, Setup, register_experiment
 from .check_scores import FEW_PIXELS, NON_FINITE, UNDEFINED_ON_MASK, ScoreRows, comparison_keys

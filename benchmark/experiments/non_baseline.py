@@ -25,7 +25,7 @@ import torch
 
 from ..attribution import AttributionMethod, Passes, reduce_channels
 from ..attribution.lrp import LRP
-from ..config.checks import NonBaselineSpec
+from ..config.repaired_checks import NonBaselineSpec
 from ..metrics import MapComparer, PreparedReference, all_finite
 from .base import Experiment, Setup, register_experiment
 from .check_scores import ScoreRows, comparison_keys, comparison_reasons

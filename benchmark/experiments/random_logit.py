@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..attribution import AttributionContext, AttributionMethod, Passes, keyed_rng, passes_per_state, reduce_channels
-from ..config.checks import RandomLogitSpec
+from ..config.repaired_checks import RandomLogitSpec
 from ..config.spec import JobSpec
 from ..metrics import MapComparer, all_finite
 from .base import Experiment, Setup, register_experiment

@@ -25,7 +25,7 @@ from torch import Tensor
 from ..attribution import AttributionContext, Passes, passes_per_state, reduce_channels
 from ..attribution.backward import tiles
 from ..attribution.paths import GaussianCloud
-from ..config.checks import SmoothMPRTSpec
+from ..config.repaired_checks import SmoothMPRTSpec
 from ..metrics import MapComparer, PreparedReference, all_finite
 from .base import Experiment, Setup, register_experiment
 from .check_scores import ScoreRows, comparison_keys, comparison_reasons

@@ -22,7 +22,7 @@ from typing import get_args
 import torch
 from torch import Tensor
 
-from ..config.checks import BinRule
+from ..config.repaired_checks import BinRule
 from .scores import Score, register_score
 
 BIN_RULES: tuple[str, ...] = get_args(BinRule)

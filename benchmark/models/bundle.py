@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..config.spec import JobSpec
-from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelDef, model_def
+from .randomization.plan import classifier_head
+from .registry import ModelDef, define_model
 from .weights import WeightsUnavailable, load_into, pretrained_state_dict, state_dict_from_file
 
 
@@ -28,10 +31,26 @@ class ModelBundle:
     weights_source: str
     mean: torch.Tensor = field(repr=False)
     std: torch.Tensor = field(repr=False)
+    input_size: int = 224  # side of the model's (square) input: what build-time probes feed it
+    probes: dict[str, Any] = field(default_factory=dict, repr=False)  # results of build-time probes, by name
 
     @property
     def family(self) -> str:
         return self.definition.family
+
+    def describe(self, model_id: str) -> dict[str, Any]:
+        """What the manifest records: where the model came from, its family, input statistics and the
+        results of its build-time probes (a model other than the paper's five)."""
+        return {
+            "name": self.name,
+            "id": model_id,
+            "source": self.definition.source,
+            "family": self.family,
+            "mean": [round(float(v), 6) for v in self.mean.flatten()],
+            "std": [round(float(v), 6) for v in self.std.flatten()],
+            "parameters": int(sum(p.numel() for p in self.module.parameters())),
+            "probes": {name: probe for name, probe in self.probes.items() if isinstance(probe, dict)},
+        }
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Unnormalized [N,3,H,W] pixels in [0,1] -> model input."""
@@ -60,29 +79,58 @@ def set_precision(precision: str, device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = allow
 
 
-def build_module(spec: JobSpec) -> tuple[nn.Module, str]:
+def build_module(spec: JobSpec, definition: ModelDef | None = None) -> tuple[nn.Module, str]:
     """The architecture with the weights the spec asks for, on the CPU; and where they came from."""
-    definition = model_def(spec.model.name)
+    definition = definition or define_model(spec.model)
     num_classes = spec.num_classes()
     weights = spec.model.weights
     with torch.random.fork_rng(devices=[]):
         # The library's own initialisation, made a pure function of weights_seed (also the seed of
         # a freshly initialised head when pretrained weights get a new class count).
         torch.manual_seed(spec.model.weights_seed)
-        module = definition.build(num_classes, spec.dataset.crop)
-    if weights == "random":
-        source = f"random (library initialisation, seed {spec.model.weights_seed})"
-    elif weights == "testbed":
+        try:
+            module = definition.build(num_classes, spec.dataset.crop)
+        except ValueError:
+            raise
+        except Exception as error:  # a builder or factory refusing its arguments: the job's to fix
+            kwargs = f" with model.kwargs {spec.model.kwargs}" if spec.model.kwargs else ""
+            raise ValueError(
+                f"model.name: building {spec.model.name}{kwargs} failed: {type(error).__name__}: {error}"
+            ) from error
+    kind = weights_kind(definition, weights)
+    if kind == "random":
+        what = "factory's own" if definition.source == "factory" else "library"
+        source = f"random ({what} initialisation, seed {spec.model.weights_seed})"
+    elif kind == "testbed":
         source = _load_testbed(module, spec)
-    elif weights == "imagenet" or _looks_like_weights_name(weights):
+    elif kind == "pretrained":
         state, source = pretrained_state_dict(definition, weights)
-        load_into(module, state, source, skip_prefix=definition.head if num_classes != 1000 else None)
-        if num_classes != 1000:
-            source += f" (head '{definition.head}' re-initialised for {num_classes} classes)"
+        head = definition.head or classifier_head(module)
+        new_head = _head_rows(state, head) not in (None, num_classes)
+        load_into(module, state, source, skip_prefix=head if new_head else None)
+        if new_head:
+            source += f" (head '{head}' re-initialised for {num_classes} classes)"
     else:
         load_into(module, state_dict_from_file(weights), weights)
         source = str(weights)
     return module, source
+
+
+def weights_kind(definition: ModelDef, weights: str) -> str:
+    """'random', 'testbed', 'pretrained' (a library's weights by name) or 'file'."""
+    if weights in ("random", "testbed"):
+        return weights
+    if definition.source == "timm":
+        looks_like_path = "/" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors")
+        return "file" if looks_like_path or Path(weights).is_file() else "pretrained"
+    if definition.source != "factory" and (weights == "imagenet" or _looks_like_weights_name(weights)):
+        return "pretrained"
+    return "file"
+
+
+def _head_rows(state: dict[str, torch.Tensor], head: str) -> int | None:
+    weight = state.get(f"{head}.weight")
+    return None if weight is None else int(weight.shape[0])
 
 
 def _load_testbed(module: nn.Module, spec: JobSpec) -> str:
@@ -103,21 +151,47 @@ def _looks_like_weights_name(value: str) -> bool:
     return value.isupper() or value.startswith("efficientnet-")
 
 
+def check_output(module: nn.Module, spec: JobSpec, device: torch.device) -> None:
+    """A model of a source or a factory must map [N,3,crop,crop] images to [N, num_classes] logits."""
+    size = spec.dataset.crop
+    try:
+        with torch.no_grad():
+            output = module(torch.zeros(1, 3, size, size, device=device))
+    except Exception as error:
+        raise ValueError(
+            f"model.name: {spec.model.name} fails on a 1×3×{size}×{size} input ({type(error).__name__}: {error}); "
+            "check dataset.crop and model.kwargs"
+        ) from None
+    expected = spec.num_classes()
+    if not isinstance(output, torch.Tensor) or output.shape != (1, expected):
+        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(
+            f"model.name: {spec.model.name} returns {got} for one image; the job expects logits of shape (1, {expected}): "
+            "set model.num_classes to the model's output size (and use a dataset whose labels fit)"
+        )
+
+
 def load_model(spec: JobSpec, device: torch.device | None = None) -> ModelBundle:
     device = device or resolve_device(spec.runtime.device)
     set_precision(spec.runtime.precision, device)
-    module, source = build_module(spec)
+    definition = define_model(spec.model)
+    module, source = build_module(spec, definition)
     module.eval().to(device)
     if spec.runtime.channels_last:
         module.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     for layer in module.modules():
-        if isinstance(layer, nn.ReLU):
-            layer.inplace = False  # backward hooks (guided backprop, LRP) need the ReLU input intact
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return ModelBundle(spec.model.name, model_def(spec.model.name), module, device, source, mean, std)
+        if getattr(layer, "inplace", None) is True:
+            layer.inplace = False  # backward hooks (guided backprop, LRP) need activation inputs intact
+    if not definition.builtin:
+        check_output(module, spec, device)
+    mean_values = spec.model.mean or definition.mean
+    std_values = spec.model.std or definition.std
+    channels = len(mean_values)
+    mean = torch.tensor(mean_values, device=device, dtype=torch.float32).view(1, channels, 1, 1)
+    std = torch.tensor(std_values, device=device, dtype=torch.float32).view(1, channels, 1, 1)
+    return ModelBundle(spec.model.name, definition, module, device, source, mean, std, input_size=spec.dataset.crop)
 
 
 __all__ = ["ModelBundle", "WeightsUnavailable", "build_module", "load_model", "resolve_device"]

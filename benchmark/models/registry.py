@@ -1,14 +1,18 @@
-"""The five architectures of the paper, the test bed's small ResNet, and what the rest of the code
-needs to know about each.
+"""Every model a job can name, and what the rest of the code needs to know about each.
 
 One ``ModelDef`` per architecture: how to build it untrained, where its pretrained weights
-come from, its classifier head, and the paper's top-down randomization rule (DESIGN §3).
+come from, its classifier head, its input statistics and its top-down randomization rule
+(DESIGN §3). ``MODELS`` holds the paper's five and the test bed's small ResNet by name; ``MODEL_SOURCES`` the schemes that name
+any other model (``torchvision:<builder>``, ``timm:<model>``; ``benchmark.models.sources``), and a
+code reference (``path/to/file.py:build``, ``package.module:build``) names a user's factory.
+Spec validation reads these registries: registering a ``ModelDef`` or a source is all it takes
+for a job to name it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 import torchvision
@@ -18,6 +22,9 @@ from .tiny_resnet import tiny_resnet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+if TYPE_CHECKING:
+    from ..config.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,21 @@ class RandomizationDefaults:
 @dataclass(frozen=True)
 class ModelDef:
     name: str
-    family: str  # resnet | vgg | densenet | efficientnet: selects canonizers and rules
+    family: str  # resnet | vgg | densenet | efficientnet | generic: selects canonizers and rules
     build: Callable[[int, int], nn.Module]  # (num_classes, input_size) -> untrained module
-    head: str
-    randomization: RandomizationDefaults
+    head: str | None  # None: derived from the built module (its last Linear)
+    randomization: RandomizationDefaults | None  # None: the generic rule (one stage per weight layer)
     torchvision_builder: str | None = None  # name in torchvision.models, for pretrained weights
     default_weights: str = "IMAGENET1K_V1"
     pretrained: bool = True  # False: no library weights exist ('imagenet' is refused)
+    source: str = "builtin"  # builtin | torchvision | timm | factory
+    mean: tuple[float, ...] = IMAGENET_MEAN  # input statistics the weights were trained with
+    std: tuple[float, ...] = IMAGENET_STD
+
+    @property
+    def builtin(self) -> bool:
+        """A registered architecture, with its own canonizers, rules and tests."""
+        return self.source == "builtin"
 
 
 class DenseNetWithReluModule(torchvision.models.DenseNet):
@@ -117,8 +132,77 @@ MODELS: dict[str, ModelDef] = {
 }
 
 
+class ModelSource(Protocol):
+    """A scheme naming models of a library: ``<scheme>:<name>``."""
+
+    scheme: str
+    placeholder: str  # how the error lists it, e.g. 'torchvision:<builder>'
+
+    def check(self, name: str) -> None:
+        """Raise ``ValueError`` when ``name`` cannot be one of this source's models (cheap: no weights)."""
+
+    def define(self, spec: "ModelSpec") -> ModelDef:
+        """The model the spec names (its ``name`` is '<scheme>:<name>')."""
+
+
+MODEL_SOURCES: dict[str, ModelSource] = {}
+FACTORY_PLACEHOLDERS = ("<file.py>:<function>", "<package.module>:<function>")
+
+
+def register_model_source(source: ModelSource) -> ModelSource:
+    MODEL_SOURCES[source.scheme] = source
+    return source
+
+
+def allowed_model_names() -> str:
+    """The names a job may use, as an error message lists them."""
+    named = [f"'{name}'" for name in MODELS]
+    patterns = [f"'{source.placeholder}'" for source in MODEL_SOURCES.values()]
+    patterns += [f"'{placeholder}'" for placeholder in FACTORY_PLACEHOLDERS]
+    return f"{', '.join(named[:-1])} or {named[-1]}, or {', '.join(patterns[:-1])} or {patterns[-1]}"
+
+
+def check_model_name(name: str) -> None:
+    """Spec validation of ``model.name`` against the registries; ``ValueError`` names what is allowed."""
+    from ..usercode import parse_ref
+
+    if name in MODELS:
+        return
+    scheme, sep, rest = name.partition(":")
+    if sep and scheme in MODEL_SOURCES:
+        MODEL_SOURCES[scheme].check(rest)
+        return
+    if parse_ref(name) is not None:
+        return
+    raise ValueError(f"Input should be {allowed_model_names()}")
+
+
+def is_factory_name(name: str) -> bool:
+    """A code reference to a user's factory (not a registered model or a source's scheme)."""
+    from ..usercode import parse_ref
+
+    scheme, sep, _ = name.partition(":")
+    return name not in MODELS and not (sep and scheme in MODEL_SOURCES) and parse_ref(name) is not None
+
+
 def model_def(name: str) -> ModelDef:
+    """One of the registered architectures (``MODELS``) by name."""
     try:
         return MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model '{name}'; allowed: {', '.join(MODELS)}") from None
+
+
+def define_model(spec: "ModelSpec") -> ModelDef:
+    """The model a job's ``model`` section names: registered, from a source, or a user's factory."""
+    if spec.name in MODELS:
+        return MODELS[spec.name]
+    scheme, sep, _ = spec.name.partition(":")
+    if sep and scheme in MODEL_SOURCES:
+        return MODEL_SOURCES[scheme].define(spec)
+    from .sources import define_factory
+
+    return define_factory(spec)
+
+
+from . import sources  # noqa: E402,F401  (registers the torchvision and timm sources)

@@ -38,7 +38,11 @@ def _offline_error(model: str, url: str, error: BaseException) -> WeightsUnavail
 
 
 def pretrained_state_dict(definition: ModelDef, weights_name: str) -> tuple[dict[str, torch.Tensor], str]:
-    """The pretrained 1000-class state dict and a description (its URL) for the manifest."""
+    """The pretrained state dict (the library's own head) and a description (its URL) for the manifest."""
+    if definition.source == "timm":
+        return timm_state_dict(definition.name.partition(":")[2], weights_name)
+    if definition.source == "factory":
+        raise WeightsUnavailable(f"{definition.name}: a factory has no library weights; use 'random' or a state-dict file")
     if not definition.pretrained:
         raise WeightsUnavailable(
             f"{definition.name} has no pretrained library weights ('{weights_name}'); use model.weights "
@@ -67,6 +71,37 @@ def pretrained_state_dict(definition: ModelDef, weights_name: str) -> tuple[dict
     except (URLError, OSError) as error:
         raise _offline_error(definition.name, weights.url, error) from None
     return pretrained.state_dict(), weights.url
+
+
+def timm_state_dict(name: str, weights_name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """timm's pretrained weights through its own cache (Hugging Face hub or torch hub)."""
+    from .sources import require_timm, timm_name
+
+    timm = require_timm()
+    full_name = timm_name(name, weights_name)
+    config = timm.get_pretrained_cfg(full_name)
+    if config is None:
+        raise WeightsUnavailable(f"timm has no pretrained weights '{full_name}' (timm.list_pretrained('{name}*') lists them)")
+    where = config.hf_hub_id or config.url or full_name
+    try:
+        model = timm.create_model(full_name, pretrained=True)
+    except Exception as error:  # hub and network errors come in many types
+        if config.hf_hub_id:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            target = Path(HF_HUB_CACHE) / f"models--{config.hf_hub_id.replace('/', '--')}"
+            put = f"the Hugging Face hub repository {config.hf_hub_id} is not in timm's cache {target}"
+        else:
+            target = cache_path_for(config.url)
+            put = f"{target} is missing"
+        raise WeightsUnavailable(
+            f"pretrained weights for 'timm:{full_name}' are not available: {put}, and downloading them failed "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).\n"
+            f"  Download them where the network is reachable (timm.create_model('{full_name}', pretrained=True)) and copy "
+            f"{target} here (HF_HOME / TORCH_HOME select the caches), or pass a local file with "
+            "--set model.weights=/path/to/state_dict.pt,\n  or run the pipeline untrained with --set model.weights=random."
+        ) from None
+    return model.state_dict(), f"timm {where}"
 
 
 def torchvision_weights(builder: str, enum_name: str):

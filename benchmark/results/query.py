@@ -12,7 +12,9 @@ the same filesystem the writers use (DuckDB's httpfs extension needs a download)
 
     results = open_results("runs/smoke")
     results.frame("randomization", method="gradient", stage=[1, 2], metric="ssim")
-    results.sql("SELECT method, avg(auc) FROM occlusion GROUP BY method")
+    results.sql("SELECT method, avg(auc) FROM occlusion GROUP BY method")        # Arrow
+    results.sql_frame("SELECT method, avg(auc) FROM occlusion GROUP BY method")  # pandas
+    results.maps(method="gradient", stage=0)  # saved maps, decoded: numpy [H, W] with their keys
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from functools import cached_property
 from typing import Any, Iterable, Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .reader import committed_files, committed_shards, failed_shards
+from .maps import decode_map
+from .reader import committed_files, committed_shards, failed_shards, run_spec_hashes
 from .schema import (
     AGGREGATES, TableSchema, aggregate_names, aggregate_schema, check_version, metadata_version, table_names,
     table_schema,
@@ -37,6 +41,26 @@ from .store import MANIFEST, OutputStore
 
 # Filters of the Python API and of ``benchmark query --table`` (any other column works too).
 FILTERS = ("model", "dataset", "method", "stage", "seed")
+MAP_KEYS = ("model", "dataset", "image_id", "experiment", "kind", "method", "reduction", "seed", "mode", "stage",
+            "component", "target")
+
+
+@dataclass(frozen=True)
+class SavedMap:
+    """One decoded row of the ``maps`` table: its keys and the array, ready to plot.
+
+    ``array`` is float32: a map [H, W] (signed, in the method's units), or for ``kind == 'input'`` the
+    image [H, W, 3] in [0, 1], channels last, as ``captum.attr.visualization.visualize_image_attr``
+    (``original_image``) and ``zennit.image.imgify`` take them."""
+
+    keys: dict[str, Any]
+    array: np.ndarray
+
+    def __getattr__(self, name: str) -> Any:
+        keys = self.__dict__.get("keys", {})
+        if name in keys:
+            return keys[name]
+        raise AttributeError(name)
 
 
 class ResultsError(Exception):
@@ -131,6 +155,25 @@ class Results:
         except duckdb.Error as error:
             raise ResultsError(f"{error}\n  views of {self.out}: {', '.join(self.views())}") from None
 
+    def sql_frame(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """``sql`` as a pandas DataFrame."""
+        return self.sql(query, params).to_pandas()
+
+    def maps(self, kind: str | None = "map", **filters: Any) -> list[SavedMap]:
+        """The saved maps (``runtime.save_maps``, the experiments' ``save_maps``) matching the filters,
+        decoded: e.g. ``maps(method="gradient", stage=0)``, ``maps(kind="input")`` for the images.
+        Filters are columns of the ``maps`` table (scalar or list; None: any). Stage 0 is the trained
+        model (seed null)."""
+        rows = self.table("maps", order_by=["image_id", "experiment", "kind", "method", "stage", "seed", "component"],
+                          kind=kind, **filters).to_pylist()  # Arrow keeps integer keys and nulls as they are
+        found = []
+        for row in rows:
+            array = decode_map(row["values"], list(row["shape"]), row["scale"])
+            if row["kind"] == "input":
+                array = np.ascontiguousarray(np.transpose(array, (1, 2, 0)))
+            found.append(SavedMap({key: row[key] for key in MAP_KEYS}, array))
+        return found
+
     def table(
         self,
         name: str,
@@ -186,8 +229,8 @@ def open_results(out: str) -> Results:
             f"(start it with `benchmark run JOB.yaml --out {out}`)"
         )
     check_version(manifest.get("schema_version"), store.display(MANIFEST), manifest.get("versions", {}).get("benchmark"))
-    spec_hash = manifest.get("spec_hash")
-    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") == spec_hash}
+    hashes = run_spec_hashes(manifest)
+    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") in hashes}
     failed = {s: m for s, m in failed_shards(store).items() if s not in committed}
     return Results(store, manifest, committed, failed)
 

@@ -15,6 +15,12 @@ _MARKER = re.compile(r"shard-(\d+)\.json$")
 _PARTITION = re.compile(r"(\w+)=([^/]+)")
 
 
+def run_spec_hashes(manifest: dict) -> set[str]:
+    """Spec hashes whose commit markers belong to the run of ``manifest``: its own, and those of
+    equivalent specs an earlier version hashed differently (with the dataset's location)."""
+    return {manifest.get("spec_hash"), *manifest.get("equivalent_spec_hashes", [])} - {None}
+
+
 def committed_shards(store: OutputStore) -> dict[int, dict]:
     """Shard id -> commit marker, for every committed shard."""
     return _markers(store, COMMITS)

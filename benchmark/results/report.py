@@ -25,9 +25,9 @@ from ..metrics.scores import AUC, label
 from .agreement import agreement_grid, headline_sentences
 from .plots import PaperFigure
 from .query import Results
+from .store import REPORT
 from .summary import untrained_warning
 
-REPORT = "report.html"
 MAX_ERROR_ROWS = 500
 
 STYLE = """

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .store import AGGREGATES
+
 SCHEMA_VERSION = 1
 
 
@@ -151,9 +153,6 @@ def table_names(version: int = SCHEMA_VERSION) -> list[str]:
     """The tables a run writes (one Parquet dataset each), without the manifest and aggregates."""
     files = {p.stem for p in (SCHEMA_ROOT / f"v{version}").glob("*.json") if p.stem != "manifest"}
     return sorted(files | (set(DECLARED) if version == SCHEMA_VERSION else set()))
-
-
-AGGREGATES = "aggregates"
 
 
 def aggregate_schema(name: str, version: int = SCHEMA_VERSION) -> TableSchema:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from .jobs import write_job
-from .ray_support import RAY_JOB, comparable
+from .ray_support import RAY_JOB, CountingMotoServer, comparable
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +32,17 @@ def aws_credentials():
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint(aws_credentials) -> str:
-    """A real S3-compatible server (moto's server mode) on 127.0.0.1; returns ``host:port``."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+def s3_server(aws_credentials) -> "CountingMotoServer":
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1 that logs every request."""
+    server = CountingMotoServer()
     server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server) -> str:
+    """``host:port`` of the S3-compatible server."""
+    host, port = s3_server.get_host_and_port()
+    return f"{host}:{port}"
 

@@ -112,6 +112,39 @@ def wait_for_file(path: Path, timeout: float = 120) -> dict:
 
 
 # -- object store (moto server) ----------------------------------------------------------------
+class CountingMotoServer:
+    """moto's threaded server on 127.0.0.1 (any free port) with a log of the requests it served:
+    (method, path, query), to count what one write costs."""
+
+    def __init__(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        self.requests: list[tuple[str, str, str]] = []
+        app = DomainDispatcherApplication(create_backend_app)
+
+        def logged(environ, start_response):
+            self.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("QUERY_STRING", "")))
+            return app(environ, start_response)
+
+        self._server = make_server("127.0.0.1", 0, logged, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), port
+
+    def requests_for(self, path: str) -> list[tuple[str, str]]:
+        """(method, query) of the requests on one object path (``/bucket/key``)."""
+        return [(method, query) for method, where, query in self.requests if where == path]
+
 
 def new_bucket(endpoint: str, name: str) -> str:
     import boto3

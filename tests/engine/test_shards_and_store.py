@@ -95,3 +95,27 @@ def test_uncommitted_parts_are_invisible_and_failures_are_recorded(tmp_path) -> 
     assert read_table(store, "errors").column("where").to_pylist() == ["shard"]
     writer.commit(8, {"shards": shard_row(8)}, {"spec_hash": "h"})
     assert failed_shards(store) == {} and list(committed_shards(store)) == [8]
+
+
+def test_local_leftovers_of_dead_writers_are_removed_so_plain_globs_see_committed_shards(tmp_path) -> None:
+    """Issue 16 item 6 (local side): a writer killed before its rename leaves a dot-prefixed
+    temporary file, one killed before its marker leaves part files; DuckDB's glob reads both."""
+    import duckdb
+
+    from benchmark.results.cleanup import remove_uncommitted
+
+    store = OutputStore(str(tmp_path / "out"))
+    writer = ShardWriter(store, {"model": "m", "dataset": "d"})
+    writer.commit(1, {"shards": shard_row(1)}, {"spec_hash": "h"})
+    writer.commit(2, {"shards": shard_row(2)}, {"spec_hash": "h"})
+    os.remove(store.path("_commits/shard-2.json"))  # died before committing shard 2
+    folder = tmp_path / "out" / "shards" / "model=m" / "dataset=d"
+    (folder / ".part-3.parquet.tmp-0123abcd").write_bytes((folder / "part-1.parquet").read_bytes())  # died mid-rename
+    glob = f"{tmp_path}/out/shards/**/*.parquet"
+    assert sorted(duckdb.sql(f"SELECT shard FROM read_parquet('{glob}')").fetchall()) == [(1,), (2,)]
+    removed = remove_uncommitted(store)
+    assert removed.parts == ["shards/model=m/dataset=d/part-2.parquet"]
+    assert removed.temporary == ["shards/model=m/dataset=d/.part-3.parquet.tmp-0123abcd"]
+    assert duckdb.sql(f"SELECT shard FROM read_parquet('{glob}')").fetchall() == [(1,)]
+    assert sorted(p.name for p in folder.iterdir()) == ["part-1.parquet"]
+    assert remove_uncommitted(store).counts() == {"parts": 0, "temporary": 0, "uploads": 0}

@@ -3,18 +3,22 @@ with token authentication on as Ray >= 2.60 does by default; plus the submission
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmark.cli.main import main
 from benchmark.config import validate_job
@@ -64,16 +68,22 @@ def _head(folder: Path):
     with open(folder / "head.log", "w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
+        # the port opens before the dashboard's modules are loaded (a loaded machine answers the first
+        # requests with a closed connection): wait until the Jobs API itself answers
+        jobs = urllib.request.Request(f"http://127.0.0.1:{dashboard}/api/jobs/",
+                                      headers={"Authorization": f"Bearer {token.read_text()}"})
         while True:
             assert process.poll() is None, (folder / "head.log").read_text()
             try:
-                with socket.create_connection(("127.0.0.1", dashboard), timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the dashboard did not come up"
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{dashboard}", token, f"127.0.0.1:{gcs}"
+                with urllib.request.urlopen(jobs, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (OSError, http.client.HTTPException):
+                pass
+            assert time.monotonic() < deadline, "the dashboard's Jobs API did not come up"
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{dashboard}", token, f"127.0.0.1:{gcs}", folder
     finally:
         process.send_signal(signal.SIGTERM)  # `ray start --block` stops the node's processes
         try:
@@ -165,7 +175,8 @@ def test_submission_parts(tmp_path) -> None:
     assert build_submission(spec, "/shared/run", 1, pip=str(requirements)).runtime_env["pip"] == str(requirements)
     bare = build_submission(spec, "/shared/run", 1, working_dir="none", env=["A=1", "HOME"], environ={"HOME": "/h"})
     assert "working_dir" not in bare.runtime_env
-    assert {k: v for k, v in bare.runtime_env["env_vars"].items() if k != SPEC_VARIABLE} == {"A": "1", "HOME": "/h"}
+    assert {k: v for k, v in bare.runtime_env["env_vars"].items() if k != SPEC_VARIABLE} == {
+        "A": "1", "HOME": "/h", "RAY_JOB_STOP_WAIT_TIME_S": "35"}  # `jobs stop` leaves the driver its grace period
     with pytest.raises(SubmitError, match="relative"):
         build_submission(spec, "runs/tiny", 1)
     with pytest.raises(SubmitError, match="not set"):
@@ -191,7 +202,7 @@ def test_local_token_goes_to_local_addresses_only(tmp_path, monkeypatch) -> None
 def test_run_with_the_address_of_a_local_head_that_wants_a_token(head, tmp_path, monkeypatch) -> None:
     """`benchmark run --address 127.0.0.1:PORT` (the GCS, no Jobs API) with RAY_AUTH_MODE unset: Ray
     itself would not send the token to an explicit address; the local token is used."""
-    _, token, gcs = head
+    _, token, gcs, _ = head
     small = {**RAY_JOB, "dataset": {**RAY_JOB["dataset"], "synthetic_images": 2},
              "runtime": {**RAY_JOB["runtime"], "num_gpus": 0}}
     out = tmp_path / "out"
@@ -204,4 +215,93 @@ def test_run_with_the_address_of_a_local_head_that_wants_a_token(head, tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "Connected to Ray cluster" in done.stderr and "Started a local Ray instance" not in done.stderr
+    assert_exactly_once(out, [0, 1])
+
+
+# -- issue 16: one writer per output, and what travels ---------------------------------------------
+def small_job(tmp_path: Path, seeds: list[int] = [0], name: str = "job.yaml") -> Path:
+    spec = {**RAY_JOB, "dataset": {**RAY_JOB["dataset"], "synthetic_images": 2},
+            "randomization": {"seeds": seeds, "max_boundaries": 1}, "runtime": {**RAY_JOB["runtime"], "num_gpus": 0}}
+    return write_job(tmp_path, spec, name)
+
+
+def test_a_different_spec_to_a_busy_output_is_refused(client_token, tmp_path, capsys) -> None:
+    """Item 1: a second submission to an --out a job is still writing is refused, whatever its spec
+    (a different spec has another run id, so the same-run check did not see it); so is one whose
+    output, readable from here, holds a live lease."""
+    from benchmark.engine.lease import OutputLease
+    from benchmark.results import OutputStore
+
+    address, out = client_token, tmp_path / "out"
+    assert main(["submit", str(small_job(tmp_path)), "--address", address, "--out", str(out)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    try:
+        assert main(["submit", str(small_job(tmp_path, [1], "other.yaml")), "--address", address, "--out", str(out)]) == 2
+        message = capsys.readouterr().err
+        assert f"is being written by {first}" in message and "one driver writes an output at a time" in message
+    finally:
+        assert main(["jobs", "stop", first, "--address", address, "--wait"]) == 0
+    capsys.readouterr()
+    busy = tmp_path / "busy"
+    with OutputLease.acquire(OutputStore(str(busy)), name="local-run", spec_hash="0" * 16):
+        assert main(["submit", str(small_job(tmp_path)), "--address", address, "--out", str(busy)]) == 2
+    assert "is being written by another driver: run 'local-run'" in capsys.readouterr().err
+
+
+def make_checkout(folder: Path) -> Path:
+    """A copy of this project's code as a user's checkout, with what must not travel planted in it."""
+    for part in ("benchmark", "results_schema"):
+        shutil.copytree(ROOT / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", folder)
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    (folder / ".gitignore").write_text("/data/\n")
+    (folder / ".env").write_text("AWS_SECRET_ACCESS_KEY=hunter2\n")
+    (folder / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (folder / "secrets").mkdir()
+    (folder / "secrets" / "credentials.json").write_text('{"token": "x"}')
+    (folder / "data").mkdir()
+    (folder / "data" / "blob.bin").write_bytes(os.urandom(5 * 2**20))  # ignored by .gitignore
+    (folder / "runs" / "old" / "_commits").mkdir(parents=True)
+    (folder / "runs" / "old" / "manifest.json").write_text("{}")
+    (folder / "old-output" / "_commits").mkdir(parents=True)  # a run output anywhere
+    (folder / "old-output" / "manifest.json").write_text("{}")
+    (folder / "env" / "lib").mkdir(parents=True)  # a virtualenv by another name
+    (folder / "env" / "pyvenv.cfg").write_text("home = /usr\n")
+    (folder / "env" / "lib" / "big.so").write_bytes(b"x" * 1024)
+    os.mkfifo(folder / "stuck.JPEG")  # zipping a named pipe would block forever
+    return folder
+
+
+def uploaded_packages(head_folder: Path) -> list[Path]:
+    return [p for p in head_folder.glob("session_*/runtime_resources/working_dir_files/*") if p.is_dir()]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or shutil.which("git") is None, reason="needs git and named pipes")
+def test_only_the_code_travels_and_secrets_stop_the_submission(client_token, head, tmp_path, capsys) -> None:
+    """Item 7: `benchmark submit` uploaded the whole folder, keys and blobs included."""
+    address, out, checkout = client_token, tmp_path / "out", make_checkout(tmp_path / "checkout")
+    job = small_job(tmp_path)
+    before = {p.name for p in uploaded_packages(head[3])}
+    assert main(["submit", str(job), "--address", address, "--out", str(out), "--working-dir", str(checkout)]) == 2
+    refused = capsys.readouterr().err
+    for secret in (".env", "id_rsa", "secrets/credentials.json"):
+        assert f"\n  {secret}" in refused, refused
+    assert "data/blob.bin" not in refused and not out.exists()
+    assert main(["jobs", "list", run_id_for(validate_job(yaml.safe_load(job.read_text())), str(out)),
+                 "--address", address]) == 0
+    assert capsys.readouterr().out.strip() == ""  # nothing was submitted
+
+    with open(checkout / ".gitignore", "a") as ignore:
+        ignore.write(".env\nid_rsa\nsecrets/\n")
+    assert main(["submit", str(job), "--address", address, "--out", str(out), "--working-dir", str(checkout),
+                 "--wait", "--timeout", "400"]) == 0
+    err = capsys.readouterr().err
+    code = sorted(p.relative_to(checkout).as_posix() for p in checkout.rglob("*")
+                  if p.is_file() and p.parts[len(checkout.parts)] in ("benchmark", "results_schema"))
+    expected = sorted(code + ["pyproject.toml"])  # the ignore files are applied here, not shipped
+    size = sum((checkout / name).stat().st_size for name in expected)
+    assert f"uploading {checkout}: {len(expected)} files, {size / 2**20:.1f} MB" in err
+    (package,) = [p for p in uploaded_packages(head[3]) if p.name not in before]
+    arrived = sorted(p.relative_to(package).as_posix() for p in package.rglob("*") if not p.is_dir())
+    assert arrived == expected
     assert_exactly_once(out, [0, 1])

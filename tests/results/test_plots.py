@@ -158,3 +158,29 @@ def test_only_occlusion_gives_only_occlusion_figures(tmp_path) -> None:
     results = open_results(str(out))
     names = [f.name for f in paper_figures(results, compute_aggregates(results, BootstrapSettings(resamples=20)))]
     assert names == ["paper-fig1_occlusion_k15_synthetic"]
+
+
+def test_labels_are_drawn_literally(tmp_path) -> None:
+    """Issue 16 item 3: method labels and image ids come from users and files; a `$` in them is drawn
+    as a dollar, never handed to matplotlib's math parser (which raised on `$\\foo{$` in plot and report)."""
+    from benchmark.results.plots.style import encode
+    from matplotlib.text import Text
+
+    bad = ["$\\foo{$", "cost $5 and $10"]
+
+    def tables(images, shard):
+        return {
+            "occlusion": occlusion_rows(images, shard, bad, [15], lambda **k: np.linspace(1, 0, 31)),
+        }
+
+    out = fake_output(tmp_path / "out", tables=tables)
+    results = open_results(str(out))
+    figures = list(paper_figures(results, compute_aggregates(results, BootstrapSettings(resamples=20))))
+    (occlusion,) = figures
+    texts = occlusion.figure.findobj(Text)
+    assert set(bad) <= {text.get_text() for text in texts}  # the legend shows the labels as written
+    assert not any(text.get_parse_math() for text in texts)
+    for fmt in ("png", "pdf", "svg"):  # every text drawn: no math parsing anywhere
+        encode(occlusion.figure, fmt)
+    assert main(["plot", str(out), "--no-progress"]) == 0 and main(["report", str(out), "--no-progress"]) == 0
+    assert "$\\foo{$" in (out / "report.html").read_text()

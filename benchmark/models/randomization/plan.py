@@ -41,6 +41,7 @@ class RandomizationPlan:
     boundaries_used: int = 0  # how many of them the plan reached
     requested_boundaries: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    rule: dict = field(default_factory=dict, compare=False)  # the rule used and where each value came from
 
     def modules_at(self, stage_index: int) -> tuple[str, ...]:
         """All modules randomized while stage ``stage_index`` is applied."""
@@ -57,7 +58,31 @@ class RandomizationPlan:
             "boundaries_used": self.boundaries_used,
             "requested_boundaries": self.requested_boundaries,
             "notes": list(self.notes),
+            **({"rule": self.rule} if self.rule else {}),
         }
+
+
+def classifier_head(model: nn.Module) -> str:
+    """The generic head: the last ``nn.Linear`` in definition order (else the last weight layer)."""
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if linear:
+        return linear[-1]
+    weights = [name for name, module in model.named_modules() if isinstance(module, WEIGHT_LAYERS)]
+    if not weights:
+        raise ValueError("the model has no Conv or Linear layer: nothing to randomize")
+    return weights[-1]
+
+
+def unrandomized_parameters(model: nn.Module) -> list[str]:
+    """Parameters no stage can touch: outside weight layers and normalization layers (e.g. ViT's class
+    token and position embedding, MultiheadAttention's packed input projection)."""
+    kept = (*WEIGHT_LAYERS, *NORM_LAYERS, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+    return [
+        f"{name}.{parameter}" if name else parameter
+        for name, module in model.named_modules()
+        if not isinstance(module, kept)
+        for parameter, _ in module.named_parameters(recurse=False)
+    ]
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,14 @@ def _boundary_groups(
             if matches >= limit:
                 break
     rest = [layers[i].name for i in walk[rest_start:]]
+    if limit == 0 and (max_boundaries is None or max_boundaries > 0):
+        below = [layers[i].name for i in walk[head_at + 1 :] if layers[i].kind == "weight"]
+        raise ValueError(
+            f"randomization.boundary: {boundary!r} matches none of the {len(below)} weight layers below the head "
+            f"'{head}' (they are named like {', '.join(below[:3])}, …, {', '.join(below[-2:])}), so no stage "
+            "would go deeper than the head; fix the pattern, or set randomization.max_boundaries: 0 to randomize "
+            "the head only"
+        )
     return groups, rest, total_matches, used
 
 

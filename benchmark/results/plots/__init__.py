@@ -18,13 +18,13 @@ from tqdm import tqdm
 
 from ...metrics import METRICS
 from ..query import Results
+from ..store import FIGURES
 from .activations import nonpositive_figure, overtaking_figure
 from .curves import occlusion_figure, randomization_figure
 from .logits import logit_scatter_figure
 from .maps import seed_grid_figure, stage_grid_figure
 from .style import MethodColors, PaperFigure, encode, method_order
 
-FIGURES = "figures"
 FORMATS = ("png", "pdf")
 PAPER_VARIANT = ("second_moment", False)  # normalization, absolute of the paper's figures
 

@@ -12,6 +12,7 @@ from typing import Sequence
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 PANEL = (4.2, 3.2)  # inches per panel
 
@@ -26,6 +27,17 @@ class PaperFigure:
     figure: Figure
     files: list[str] = field(default_factory=list)  # written files, relative to the output
     png: bytes | None = None  # kept for the report
+
+    def __post_init__(self) -> None:
+        draw_literally(self.figure)
+
+
+def draw_literally(figure: Figure) -> None:
+    """Every text of the figure drawn as written. Labels come from users and files (method labels,
+    image ids, layer names): a '$' in them is a dollar sign, not the start of math that matplotlib's
+    mathtext parser would reject (``$\\foo{$``) or render as something else."""
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
 
 
 def panels(count: int, columns: int = 3, size: tuple[float, float] = PANEL, **kwargs) -> tuple[Figure, list[Axes]]:
