@@ -37,10 +37,14 @@ def test_srg_separates_explanations_from_the_random_order(gap_run) -> None:
     scores = open_results(str(gap_run)).aggregate("occlusion_scores").to_pandas()
     srg = scores[scores.score == "srg"].set_index(["imputer", "method"])
     for imputer in ("blur", "mean"):
-        lrp = srg.loc[(imputer, "lrp_epsilon_plus_flat")]
         noise = srg.loc[(imputer, "noise")]
-        assert lrp.ci_low > 0 and lrp["mean"] > 0.2, imputer
-        assert abs(noise["mean"]) < 0.25 * lrp["mean"] and noise.ci_low < 0 < noise.ci_high, imputer
+        assert noise.ci_low < 0 < noise.ci_high, imputer
+        for method in ("gradient_x_input", "lrp_epsilon_plus_flat"):
+            found = srg.loc[(imputer, method)]
+            assert found.ci_low > 0 and abs(noise["mean"]) < 0.25 * found["mean"], (imputer, method)
+    # the flat fill removes more of a digit than its blurred copy does: every map's SRG grows with it
+    methods = ["gradient_x_input", "guided_backprop", "lrp_epsilon_plus_flat"]
+    assert (srg.loc["mean"].loc[methods, "mean"] > 2 * srg.loc["blur"].loc[methods, "mean"]).all()
 
 
 def test_the_agreement_table_equals_a_direct_computation_from_the_rows(gap_run) -> None:
@@ -48,7 +52,7 @@ def test_the_agreement_table_equals_a_direct_computation_from_the_rows(gap_run) 
     check = table(gap_run, "randomization")
     check = check[(check.metric == "ssim") & ~check.absolute]
     per_image = check.groupby(["method", "image_id"]).value.mean()  # over the stages (one seed)
-    occlusion = table(gap_run, "occlusion").set_index(["imputer", "order", "method", "image_id"]).auc
+    occlusion = table(gap_run, "occlusion").set_index(["imputer", "order", "method", "image_id"]).auc.sort_index()
     methods = ["gradient_x_input", "guided_backprop", "lrp_epsilon_plus_flat", "noise"]
     for imputer in ("blur", "mean"):
         mif = occlusion.loc[(imputer, "mif")].groupby("method").mean()
