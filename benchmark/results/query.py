@@ -287,9 +287,6 @@ def _create_view(
     partitioned: bool = True,
 ) -> None:
     files = list(files)
-    columns = ", ".join(_quote(c) if c not in schema.defaults else  # files written before the column existed
-                        f"coalesce({_quote(c)}, {_literal(str(schema.defaults[c]))}) AS {_quote(c)}"
-                        for c in schema.arrow.names)
     if not files:
         source = f"__empty_{name}"
         connection.register(source, schema.arrow.empty_table())
@@ -316,4 +313,12 @@ def _create_view(
             partition_base_dir=store.path(name) if partitioning else None,
         )
         connection.register(source, dataset)
+    columns = ", ".join(_quote(c) for c in schema.arrow.names)
+    if schema.defaults:  # files written before a column existed: its declared default
+        present = {row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        columns = ", ".join(
+            _quote(c) if c not in schema.defaults
+            else f"coalesce({_quote(c)}, {_literal(str(schema.defaults[c]))}) AS {_quote(c)}" if c in present
+            else f"{_literal(str(schema.defaults[c]))} AS {_quote(c)}"
+            for c in schema.arrow.names)
     connection.execute(f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT {columns} FROM {source}")
