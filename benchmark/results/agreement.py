@@ -324,10 +324,12 @@ def _cube(wide: pd.DataFrame, variants: pd.Index, methods: list[str], images: li
 
 
 # -- words ----------------------------------------------------------------------------------------------
-def describe_variant(row: Any) -> str:
-    """'MPRT SSIM (second_moment, signed)' for a row of the table."""
+def describe_variant(row: Any, details: bool = True) -> str:
+    """'MPRT SSIM (second_moment, signed)' for a row of the table ('MPRT SSIM' without ``details``)."""
     score = SCORES[row.score].axis_label if row.score in SCORES else row.score
     text = CHECK_TEXT.get(row.check, row.check) + ("" if row.check == "emprt" else f" {score}")
+    if not details:
+        return text
     details = [] if _missing(row.normalization) else [str(row.normalization)]
     details.append("absolute" if row.absolute else "signed")
     return f"{text} ({', '.join(details)})"
@@ -387,6 +389,30 @@ def agreement_grid(table: pd.DataFrame, with_noise: bool = True) -> pd.DataFrame
     return grid
 
 
+def sensitivity_grid(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per check and score: τ against MIF (blurred copy where present, largest tile size, with
+    the noise baseline) under the default choices and with each single choice changed."""
+    rows = table[table.with_noise.astype(bool) & (table.faithfulness == "mif")]
+    if rows.empty:
+        return pd.DataFrame()
+    imputer = "blur" if (rows.imputer == "blur").any() else sorted(rows.imputer)[0]
+    rows = rows[(rows.imputer == imputer) & (rows.kernel == rows.kernel.max())]
+    main = rows.varied.isna()
+    columns = {"default": main & ~rows.absolute.astype(bool)}
+    for normalization in sorted(set(rows[rows.varied == "normalization"].normalization)):
+        columns[f"{normalization} normalization"] = (rows.varied == "normalization") & (rows.normalization == normalization)
+    columns["absolute maps"] = (rows.varied == "absolute") | (main & rows.absolute.astype(bool))
+    columns["LRP seeded with the logit"] = rows.varied == "lrp_seed"
+    grid = []
+    for (model, dataset, check, score), group in rows.groupby(["model", "dataset", "check", "score"]):
+        line = {"model": model, "dataset": dataset, "check variant": describe_variant(group.iloc[0], details=False)}
+        for name, chosen in columns.items():
+            found = group[chosen.loc[group.index]]
+            line[name] = _cell(found.iloc[0]) if len(found) else "—"
+        grid.append(line)
+    return pd.DataFrame(grid)
+
+
 def _cell(row: Any) -> str:
     if _missing(row.tau):
         return "n/a"
@@ -400,5 +426,5 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
-__all__ = ["Agreement", "agreement_grid", "agreement_table", "bootstrap_agreement", "headline_sentences", "tau_b",
-           "verdict"]
+__all__ = ["Agreement", "agreement_grid", "agreement_table", "bootstrap_agreement", "headline_sentences",
+           "sensitivity_grid", "tau_b", "verdict"]

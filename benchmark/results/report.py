@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..metrics.scores import AUC, label
-from .agreement import agreement_grid, headline_sentences
+from .agreement import agreement_grid, headline_sentences, sensitivity_grid
 from .plots import PaperFigure
 from .query import Results
 from .store import REPORT
@@ -200,23 +200,15 @@ def _agreement(aggregates: dict[str, pa.Table]) -> list[str]:
         if len(grid):
             body.append(f"<h3>{_e(title)}</h3>")
             body.append(_table(grid))
-    sensitivity = frame[frame.varied.notna() & frame.with_noise & (frame.faithfulness == "mif")
-                        & (frame.imputer == "blur") & (frame.kernel == frame.kernel.max())]
+    sensitivity = sensitivity_grid(frame)
     if len(sensitivity):
-        default = frame[frame.varied.isna() & frame.with_noise & (frame.faithfulness == "mif")
-                        & (frame.imputer == "blur") & (frame.kernel == frame.kernel.max())]
-        keys = ["model", "dataset", "check", "score"]
-        base = default[~default.absolute.astype(bool)][keys + ["tau"]].rename(columns={"tau": "τ default"})
-        shown = sensitivity.merge(base, on=keys, how="left")
-        shown = shown.assign(change=shown.tau - shown["τ default"], includes_zero=shown.ci_includes_zero)[
-            keys + ["varied", "normalization", "absolute", "lrp_seed", "τ default", "tau", "ci_low", "ci_high",
-                    "change", "includes_zero"]]
         body.append("<h3>Sensitivity: choices that are not about the explanation</h3>"
-                    "<p>τ against MIF (blur imputer, largest tile size, with the noise baseline) when one choice "
-                    "changes from the default (second-moment normalization, signed maps, LRP seeded with 1): the "
-                    "other normalizations, absolute maps, LRP seeded with the logit (each LRP method replaced by "
-                    "its <code>_logit</code> twin).</p>")
-        body.append(_table(shown.sort_values(keys + ["varied"])))
+                    "<p>τ against MIF (blurred copy, largest tile size, with the noise baseline) under the default "
+                    "choices (second-moment normalization, signed maps, LRP seeded with 1) and with one of them "
+                    "changed: another normalization, absolute maps, every LRP method replaced by its twin seeded "
+                    "with the logit (<code>_logit</code>). All rows: column <code>varied</code> of "
+                    "<code>aggregates/agreement.csv</code>.</p>")
+        body.append(_table(sensitivity))
     return body
 
 
