@@ -36,6 +36,8 @@ def tiny(raw: dict) -> dict:
             method["steps"] = 2
         if "samples" in method:
             method["samples"] = 2
+    if job.get("smprt", {}).get("enabled"):
+        job["smprt"]["samples"] = 2  # noisy copies per explanation (default 50)
     if job.get("occlusion", {}).get("enabled", True):
         job["occlusion"].update(kernels=[8], steps=3)
     job["runtime"] = {"device": "cpu", "batch_size": 2, "num_gpus": 0}
