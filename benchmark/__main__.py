@@ -1,5 +1,3 @@
-import sys
+from benchmark.cli.main import program
 
-from benchmark.cli.main import main
-
-sys.exit(main())
+program()

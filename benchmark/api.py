@@ -80,11 +80,14 @@ def run(
     The same ``out`` resumes; ``new_run`` discards results of a different spec there."""
     from .engine.driver import finish_run, prepare_run
     from .engine.progress import Progress
+    from .experiments.walk import walked_states
     from .results.query import open_results
 
     spec = validate(job, overrides)
     state = prepare_run(spec, None if out is None else str(out), new_run=new_run)
-    bar = Progress(sum(len(t) for t in state.pending), len(state.tasks), len(state.committed), enabled=progress)
+    states = walked_states(spec, len(state.manifest["randomization_plan"]["stages"]))
+    bar = Progress(sum(len(t) for t in state.pending), len(state.tasks), len(state.committed), enabled=progress,
+                   states=states)
     started = time.perf_counter()
     try:
         outcome = _executor(executor, address)(state, bar)

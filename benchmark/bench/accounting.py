@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..attribution import AttributionMethod, passes_per_state
+from ..attribution import AttributionMethod, passes_per_state  # noqa: F401  (passes_per_state: part of this API)
 from ..attribution.base import ACTIVE_RULES
 from ..attribution.reuse import REPLAYED
 from ..config.spec import JobSpec
 from ..experiments import faithfulness
 from ..experiments.batch import BatchEvaluator
+from ..experiments.work import state_passes
 
 
 @dataclass(frozen=True)
@@ -45,26 +46,13 @@ def occlusion_forwards(spec: JobSpec, methods: int, image_size: int) -> int:
     return faithfulness.occlusion_forwards(spec.occlusion, methods, image_size) if spec.occlusion.enabled else 0
 
 
-def _union(groups: list[list[AttributionMethod]]) -> list[AttributionMethod]:
-    return list({id(method): method for group in groups for method in group}.values())
-
-
 def expected_passes(evaluator: BatchEvaluator) -> PassCount:
-    """Passes per image of one batch, from what the walk and every experiment declare: the trained
-    forward, each randomized state's forward where one is needed, the maps of the methods the
-    experiments ask of each state (once per state, however many ask), and the experiments' own passes."""
-    walk, experiments = evaluator.walk, evaluator.experiments
-    randomized_states = walk.states_per_batch - 1
-    backward = passes_per_state(_union([e.explains_at(0) for e in experiments]))
-    for stage in walk.plan.stages if walk.randomized else ():
-        asked = _union([e.explains_at(stage.index) for e in evaluator.randomized_observers])
-        backward += len(walk.seeds) * passes_per_state(asked)
-    forward = 1 + (randomized_states if walk.stage_forward else 0)
-    for experiment in experiments:
-        observed = walk.states_per_batch if experiment in evaluator.randomized_observers else 1
-        own = experiment.own_passes(observed)
-        forward, backward = forward + own.forward, backward + own.backward
-    return PassCount(backward, forward)
+    """Passes per image of one batch, from what the walk and every experiment declare
+    (``experiments.work``): the trained forward, each randomized state's forward where one is
+    needed, the maps of the methods the experiments ask of each state (once per state, however
+    many ask), and the experiments' own passes."""
+    total = state_passes(evaluator).total
+    return PassCount(total.backward, total.forward)
 
 
 # (batch size, backward follows, method whose backward rules are active, modules replayed from a recorded pass)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command module -> one line of help; each module defines register(subparsers).
@@ -71,5 +72,21 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def program() -> None:
+    """The ``benchmark`` program: ``main``, then an immediate exit with its status once the output
+    is flushed. Native thread pools (Arrow's, DuckDB's, torch's) torn down during interpreter
+    shutdown can abort a finished command ('terminate called without an active exception',
+    apache/arrow#34314) and turn a success into status 134; everything the commands write is
+    closed before ``main`` returns, and Ray sessions are shut down by the run itself."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `benchmark status OUT | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, as a shell reports it
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
     parser.add_argument("--run-id", help=argparse.SUPPRESS)  # set by `benchmark submit`: the id of a new output's run
     parser.add_argument("--new-run", action="store_true", help="discard results of a different spec in --out and start over")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (and no progress lines)")
+    parser.add_argument("--progress-every", type=float, default=None, metavar="SECONDS",
+                        help="without a terminal (submitted jobs, CI logs) print a progress line this often "
+                             "(default: $BENCHMARK_PROGRESS_EVERY, else 30)")
     parser.add_argument("--lease-expiry", type=float, default=None, metavar="SECONDS",
                         help="a lease on --out whose holder sent no heartbeat for this long is taken over "
                              "(default 120; on the same host a holder whose process is gone is taken over at once)")
@@ -65,26 +68,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_holding_the_lease(args: argparse.Namespace, spec, uri: str, stop, lease) -> int:
-    from ..engine.attempts import format_scheduling
     from ..engine.driver import finish_run, prepare_run
     from ..engine.progress import Progress
+    from ..engine.status import format_scheduling
+    from ..experiments.walk import walked_states
     from ..results.summary import format_summary
 
     state = prepare_run(spec, uri, new_run=args.new_run, run_id=args.run_id)
     lease.renew(run_id=state.manifest["run_id"])
     pending_images = sum(len(t) for t in state.pending)
+    stages = len(state.manifest["randomization_plan"]["stages"])
+    states = walked_states(spec, stages)
     print(
         f"run '{spec.name}' ({state.manifest['run_id']}, spec {state.manifest['spec_hash']}) -> {state.out}\n"
         f"  {len(state.tasks)} shards, {len(state.committed)} already committed, {len(state.pending)} to run "
-        f"({pending_images} images), {len(state.manifest['randomization_plan']['stages'])} randomization stages",
+        f"({pending_images} images x {states} model states), {stages} randomization stages",
         file=sys.stderr,
     )
     for note in state.notes:
         print(f"  {note}", file=sys.stderr)
-    progress = Progress(pending_images, len(state.tasks), len(state.committed), enabled=not args.no_progress)
+    progress = Progress(pending_images, len(state.tasks), len(state.committed), enabled=not args.no_progress,
+                        states=states, every=_progress_every(args.progress_every))
     started = time.perf_counter()
     try:
-        outcome = _executor(args)(state, progress)
+        with progress.capturing():
+            outcome = _executor(args)(state, progress)
     finally:
         progress.close()
     manifest = finish_run(state, outcome, time.perf_counter() - started)
@@ -107,6 +115,22 @@ def run_holding_the_lease(args: argparse.Namespace, spec, uri: str, stop, lease)
     return 0
 
 
+def _progress_every(value: float | None) -> float:
+    import os
+
+    from ..engine.progress import DEFAULT_EVERY
+
+    if value is None:
+        raw = os.environ.get("BENCHMARK_PROGRESS_EVERY")
+        try:
+            value = float(raw) if raw else DEFAULT_EVERY
+        except ValueError:
+            raise UserError(f"BENCHMARK_PROGRESS_EVERY={raw!r}: expected seconds, e.g. 30") from None
+    if value <= 0:
+        raise UserError(f"--progress-every {value:g}: expected a positive number of seconds")
+    return value
+
+
 def resume_command(args: argparse.Namespace, uri: str, new_run: bool = False) -> str:
     """The command that resumes this run: this one, with the output spelled out and without --new-run."""
     import shlex
@@ -117,7 +141,8 @@ def resume_command(args: argparse.Namespace, uri: str, new_run: bool = False) ->
     for item in args.overrides:
         words += ["--set", item]
     for flag, value, default in (("--executor", args.executor, "ray"), ("--address", args.address, None),
-                                 ("--lease-expiry", args.lease_expiry, None), ("--stop-grace", args.stop_grace, None)):
+                                 ("--lease-expiry", args.lease_expiry, None), ("--stop-grace", args.stop_grace, None),
+                                 ("--progress-every", args.progress_every, None)):
         if value != default:
             words += [flag, format(value, "g") if isinstance(value, float) else str(value)]
     if args.no_progress:

@@ -40,8 +40,7 @@ def _writer(out: str) -> str:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from ..engine.attempts import format_scheduling
-    from ..engine.driver import status
+    from ..engine.status import format_scheduling, status
 
     report = status(args.out)
     if args.json:
@@ -59,6 +58,9 @@ def show_status(args: argparse.Namespace) -> int:
     print(f"images    {report['images_done']}/{report['images_total']} evaluated")
     errors = ", ".join(f"{count} {kind}" for kind, count in sorted(report["errors_by_kind"].items())) or "none"
     print(f"errors    {errors}")
+    for reason, image_ids in report["load_failures"].items():
+        shown = ", ".join(image_ids[:3]) + (" …" if len(image_ids) > 3 else "")
+        print(f"  {len(image_ids)} image(s) unreadable: {reason} ({shown})")
     if report["done"]:
         print(f"compute   {report['shard_seconds']:.1f} s over committed shards "
               f"({report['shard_seconds'] / len(report['done']):.2f} s per shard)")

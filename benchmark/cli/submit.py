@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+
+from .main import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "travels (no VCS, venvs, run outputs), and files that look like secrets stop the submission")
     parser.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                         help="environment variable for the job (e.g. AWS_ENDPOINT_URL); repeatable")
+    parser.add_argument("--progress-every", type=float, default=None, metavar="SECONDS",
+                        help="how often the job logs a progress line (default 30)")
     parser.add_argument("--wait", action="store_true",
                         help="wait for the job to end; exit status 0 only if it succeeded")
     parser.add_argument("--timeout", type=float, default=None,
@@ -33,26 +38,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=submit_job)
 
 
+def resubmit_command(args: argparse.Namespace, address: str, out: str) -> str:
+    """The submit command again, as given (it resumes the run as a new attempt)."""
+    parts = ["benchmark", "submit", args.job, "--address", address, "--out", out]
+    for override in args.overrides:
+        parts += ["--set", override]
+    for variable in args.env:
+        parts += ["--env", variable]
+    if args.pip != "none":
+        parts += ["--pip", args.pip]
+    if args.working_dir != "auto":
+        parts += ["--working-dir", args.working_dir]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def follow_up(submission, address: str, resubmit: str) -> str:
+    """What to run next, as commands that work when pasted (quoted, with the cluster's address)."""
+    quote = shlex.quote
+    on = f"--address {quote(address)}"
+    lines = [
+        f"submitted run {submission.run_id} (attempt {submission.metadata['attempt']}) -> {submission.out}",
+        f"  follow:  benchmark jobs logs {submission.submission_id} --follow {on}",
+        f"  status:  benchmark jobs status {submission.submission_id} {on}",
+        f"  results: benchmark status {quote(submission.out)}",
+        f"  stop:    benchmark jobs stop {submission.submission_id} {on}",
+        f"  resume:  {resubmit}   (a new attempt of run {submission.run_id})",
+    ]
+    return "\n".join(lines)
+
+
 def submit_job(args: argparse.Namespace) -> int:
     from ..config import load_job
     from ..engine.driver import output_uri
-    from ..engine.submit import jobs_client, submit, wait_for
+    from ..engine.submit import dashboard_address, jobs_client, submit, wait_for
 
     spec = load_job(args.job, args.overrides)
     out = output_uri(spec, args.out)
+    if args.progress_every is not None and args.progress_every <= 0:
+        raise UserError(f"--progress-every {args.progress_every:g}: expected a positive number of seconds")
     client = jobs_client(args.address)
     submission = submit(
         client, spec, out, job_file=args.job, new_run=args.new_run, working_dir=args.working_dir,
-        pip=args.pip, env=args.env, announce=lambda line: print(line, file=sys.stderr),
+        pip=args.pip, env=args.env, progress_every=args.progress_every,
+        announce=lambda line: print(line, file=sys.stderr),
     )
     print(submission.submission_id)
-    print(
-        f"submitted run {submission.run_id} (attempt {submission.metadata['attempt']}) -> {out}\n"
-        f"  follow:  benchmark jobs logs {submission.submission_id} --follow\n"
-        f"  status:  benchmark jobs status {submission.submission_id}   |   benchmark status {out}\n"
-        f"  resume:  run the same submit command again (a new attempt of run {submission.run_id})",
-        file=sys.stderr,
-    )
+    address = dashboard_address(args.address)
+    print(follow_up(submission, address, resubmit_command(args, address, out)), file=sys.stderr)
     if not args.wait:
         return 0
     final = wait_for(client, submission.submission_id, timeout=args.timeout)

@@ -13,13 +13,18 @@ image is missing keeps its place and becomes an error row, so shards never shift
 
 Class index: position of the wnid in the class list, by default the standard 1000 ILSVRC-2012
 wnids in sorted order (``imagenet_wnids.txt``: the order of torchvision's and Keras' pretrained
-heads and of Kaggle's ``LOC_synset_mapping.txt``).
+heads and of Kaggle's ``LOC_synset_mapping.txt``). Class folders none of which is a WordNet id
+(``0/ … 9/``, ``cat/ dog/``: someone's own ImageFolder data) follow torchvision's ``ImageFolder``
+instead: the classes are the sorted folder names. As soon as one folder looks like a wnid
+(``n`` and 8 digits), the layout is ImageNet's, and a folder that is not in the class list is an
+error (a mistyped wnid folder would otherwise shift every class index).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ from .images import ImageFiles, is_image_file, resolve
 WNIDS_FILE = Path(__file__).with_name("imagenet_wnids.txt")
 KAGGLE_LABELS = "LOC_val_solution.csv"
 DEFAULT_EXTENSION = ".JPEG"
+WNID = re.compile(r"n\d{8}")
 
 
 def read_class_list(path: str | Path | None = None) -> list[str]:
@@ -169,6 +175,10 @@ class ImageNetVal(ImageFiles):
 
     def classes(self) -> list[str]:
         if self._classes is None:
+            folders = self._image_folder_classes()
+            if folders is not None:
+                self._classes = folders
+                return folders
             path = resolve(self.root, self.class_list, WNIDS_FILE)
             classes = read_class_list(path)
             if len(classes) != self.num_classes:
@@ -178,6 +188,26 @@ class ImageNetVal(ImageFiles):
                 )
             self._classes = classes
         return self._classes
+
+    def _image_folder_classes(self) -> list[str] | None:
+        """torchvision's ImageFolder classes (sorted folder names) when no class folder is a
+        WordNet id and no class list or labels file is given; None otherwise."""
+        if self.class_list is not None or self.labels_file is not None:
+            return None
+        folder = self.folder()
+        folders = _subfolders(folder)
+        if not folders or any(WNID.fullmatch(name) for name in folders):
+            return None  # ImageNet's layout (a folder that is no class of the list is named by index())
+        if len(folders) != self.num_classes:
+            shown = ", ".join(f"{i} = '{name}'" for i, name in enumerate(folders[:4])) + (" …" if len(folders) > 4 else "")
+            raise AnnotationError(
+                f"{folder}: the class folders are not ImageNet wnids, so, as torchvision's ImageFolder does, their "
+                f"sorted names are the classes ({shown}): {len(folders)} classes, but the model has "
+                f"{self.num_classes} outputs; set model.num_classes: {len(folders)} (with model.weights a state dict "
+                "of such a head), or name the folders by wnid, or set dataset.class_list"
+            )
+        self._layout["classes_from"] = "class folder names, sorted (torchvision ImageFolder)"
+        return folders
 
     def labels_path(self, folder: Path) -> Path | None:
         """The flat layout's labels file: dataset.labels_file, else a LOC_val_solution.csv nearby."""
@@ -197,7 +227,7 @@ class ImageNetVal(ImageFiles):
         classes = self.classes()
         subfolders = [] if self.labels_file is not None else _subfolders(folder)
         if subfolders:
-            self._layout = {"layout": "class folders", "folder": str(folder)}
+            self._layout = {"layout": "class folders", "folder": str(folder), **self._layout}
             entries = self._class_folder_entries(folder, subfolders, classes)
         else:
             labels_path = self.labels_path(folder)

@@ -20,6 +20,7 @@ from typing import Any
 from .driver import RunOutcome, RunState, record_failure
 from .plan import ShardTask
 from .progress import Progress
+from .status import format_scheduling  # noqa: F401  (kept importable from here)
 
 
 def describe_error(error: BaseException) -> str:
@@ -58,10 +59,11 @@ class ShardAttempts:
         attempt = self.tries[task.shard]
         self.progress.note(f"shard {task.shard} attempt {attempt}/{self.max_attempts} failed: {reason}")
         if attempt < self.max_attempts:
+            self.progress.shard_retry(task.shard)
             return True
         record_failure(self.state, task, attempt, f"{reason}\n{detail}".rstrip())
         self.outcome.failed[task.shard] = reason
-        self.progress.shard_failed(len(task))
+        self.progress.shard_failed(task.shard, len(task))
         return False
 
     def scheduling(self) -> dict[str, Any]:
@@ -79,24 +81,3 @@ class ShardAttempts:
             "shard_seconds_mean": busy / len(ordered),
             "overhead_ratio": sum(ordered) / busy if busy > 0 else 0.0,
         }
-
-
-def format_scheduling(details: dict[str, Any]) -> str | None:
-    """One line for the run summary and ``benchmark status``; None when nothing was measured."""
-    stats = details.get("scheduling") or {}
-    if not stats.get("shards"):
-        return None
-    line = (
-        f"scheduling overhead {1000 * stats['overhead_mean_s']:.1f} ms per shard "
-        f"(median {1000 * stats['overhead_median_s']:.1f}, p95 {1000 * stats['overhead_p95_s']:.1f}, "
-        f"max {1000 * stats['overhead_max_s']:.1f} ms) = {100 * stats['overhead_ratio']:.2g} % of "
-        f"{stats['shard_seconds_mean']:.2f} s per shard, over {stats['shards']} shards"
-    )
-    executor = details.get("executor")
-    if executor == "ray":
-        line += f"; {details.get('actors')} actors, {details.get('in_flight')} shards in flight per actor"
-        if details.get("worker_losses"):
-            line += f", {details['worker_losses']} shard tries lost with their worker"
-    elif executor:
-        line += f"; executor {executor}"
-    return line

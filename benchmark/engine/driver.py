@@ -9,7 +9,6 @@ output, writes the manifest and returns the shards that are not committed yet. E
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +19,15 @@ from ..config.load import check_consistency
 from ..data import build_dataset, select_records
 from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
-from ..results import OutputStore, ShardWriter, committed_shards, failed_shards, read_table, validate_manifest
+from ..results import OutputStore, ShardWriter, committed_shards, validate_manifest
 from ..results.cleanup import remove_uncommitted
 from ..results.reader import run_spec_hashes
 from ..results.schema import table_names
 from ..results.store import AGGREGATES, COMMITS, FAILURES, FIGURES, MANIFEST, REPORT
-from ..results.summary import degenerate_maps
 from .manifest import ResumeRefused, check_resume, check_same_images, new_manifest
 from .plan import ShardTask, dataset_fingerprint, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
+from .status import status  # noqa: F401  (kept importable from here)
 
 
 class ExecutorError(RuntimeError):
@@ -166,37 +165,6 @@ def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict
     validate_manifest(manifest)
     state.store.write_json(MANIFEST, manifest)
     return manifest
-
-
-def status(out: str) -> dict[str, Any]:
-    """Done / missing / failed shards, image and error counts of an output, from its markers."""
-    store = OutputStore(out)
-    manifest = store.read_json(MANIFEST)
-    if manifest is None:
-        raise FileNotFoundError(f"{out}: no {MANIFEST}; this is not the output of a run (or it has not started)")
-    planned = [s["shard"] for s in manifest["shard_plan"]["shards"]]
-    hashes = run_spec_hashes(manifest)
-    committed = {s: m for s, m in committed_shards(store).items() if m.get("spec_hash") in hashes}
-    failed = failed_shards(store)
-    errors = read_table(store, "errors")
-    shards = read_table(store, "shards")
-    return {
-        "out": out,
-        "name": manifest["name"],
-        "spec_hash": manifest["spec_hash"],
-        "run_id": manifest["run_id"],
-        "shards_total": len(planned),
-        "done": sorted(s for s in planned if s in committed),
-        "failed": sorted(s for s in planned if s in failed),
-        "missing": sorted(s for s in planned if s not in committed and s not in failed),
-        "images_total": manifest["shard_plan"]["images"],
-        "images_done": int(sum(shards.column("images").to_pylist())) if shards.num_rows else 0,
-        "errors_by_kind": dict(Counter(errors.column("where").to_pylist())) if errors.num_rows else {},
-        "shard_seconds": float(sum(shards.column("seconds").to_pylist())) if shards.num_rows else 0.0,
-        "degenerate_maps": degenerate_maps(store),
-        "last_attempt": manifest.get("last_attempt"),
-        "manifest": manifest,
-    }
 
 
 __all__ = [

@@ -26,7 +26,8 @@ def execute_inline(state: RunState, progress: Progress) -> RunOutcome:
     remaining = list(state.pending)
     running: int | None = None
     try:
-        runner = ShardRunner(state.spec, state.out)
+        runner = ShardRunner(state.spec, state.out, progress=progress)
+        progress.work_started()
         while remaining and not stop.requested:
             task = remaining.pop(0)
             running = task.shard

@@ -21,7 +21,9 @@ retried ``runtime.max_attempts`` times, then recorded (``ShardAttempts``). A ret
 rewrites the same part files and marker, so a shard run twice never duplicates rows.
 
 Actors write their shard's files themselves and return a small summary; maps and tables never
-pass through the object store or the driver.
+pass through the object store or the driver. Progress within a shard (each model state of each
+batch) goes to a small ``ProgressChannel`` actor as fire-and-forget calls; the driver drains it
+every ``POLL_SECONDS`` into the run's progress bar.
 
 User code the job names (a model factory or an attribution callable in a file or a local package)
 travels with the actors in their ``runtime_env`` (``py_modules``; ``benchmark.usercode``), so an
@@ -60,6 +62,40 @@ POLL_SECONDS = 1.0  # longest wait for a result before the loop looks at a stop 
 KILL_WAIT_SECONDS = 30.0  # a stopped run waits this long for killed actors to be gone
 
 
+class ProgressChannel:
+    """Collects the actors' progress reports until the driver drains them (a Ray actor, 0 CPU)."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, int, float, float]] = []
+
+    def report(self, shard: int, attempt: int, units: float, images: float) -> None:
+        self.reports.append((shard, attempt, units, images))
+
+    def drain(self) -> list[tuple[int, int, float, float]]:
+        reports, self.reports = self.reports, []
+        return reports
+
+
+@dataclass
+class RemoteProgress:
+    """A worker's ``ProgressSink`` that forwards to the ``ProgressChannel`` without waiting."""
+
+    channel: Any
+
+    def report(self, shard: int, attempt: int, units: float, images: float) -> None:
+        self.channel.report.remote(shard, attempt, units, images)
+
+
+def _channel(name: str | None) -> RemoteProgress | None:
+    """The run's progress channel, looked up by name; None (no progress within shards) if it is gone."""
+    if name is None:
+        return None
+    try:
+        return RemoteProgress(ray.get_actor(name))
+    except ValueError:
+        return None
+
+
 class ShardActor:
     """One worker: builds its ``ShardRunner`` (model, plan, methods) once, then runs shards."""
 
@@ -69,7 +105,11 @@ class ShardActor:
         out: str,
         runner_factory: RunnerFactory | None = None,
         shipment: usercode.Shipment | None = None,
+        progress_channel: str | None = None,
     ) -> None:
+        """``progress_channel``: the name of the run's ``ProgressChannel`` actor. A name, not its
+        handle: an actor handle among the constructor's arguments would keep Ray from restarting
+        this actor reliably (ray-project/ray#53727), and Ray warns about it on the terminal."""
         import torch
 
         torch.set_num_threads(spec.runtime.threads)  # ShardRunner.run sets it too; this covers model loading
@@ -79,7 +119,7 @@ class ShardActor:
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
         # device None: runtime.device decides; 'auto' means CUDA only when torch sees a GPU, so an
         # actor that Ray gave a GPU on a machine without CUDA (or a fake one in tests) runs on CPU.
-        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker)
+        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker, progress=_channel(progress_channel))
 
     def describe(self) -> dict[str, Any]:
         return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node, "code": self.code}
@@ -164,6 +204,7 @@ class RayExecution:
         self.slots: list[Slot] = []
         self.dead_reasons: list[str] = []
         self.losses = 0
+        self.channel: Any = None
         self.not_started: set[int] = set()  # shards a stop request kept from starting
 
     # -- actors ------------------------------------------------------------------------------
@@ -172,6 +213,8 @@ class RayExecution:
         plan = plan_actors(self.state.spec, nodes, len(self.state.pending), self.embedded)
         actor_class = ray.remote(ShardActor)
         prefix = f"benchmark-{self.state.manifest['run_id']}-{uuid.uuid4().hex[:6]}"
+        channel = f"{prefix}-progress"
+        self.channel = ray.remote(num_cpus=0)(ProgressChannel).options(name=channel).remote()
         shipment = usercode.shipment_for(usercode.references(self.state.spec))
         runtime_env = upload_user_code(shipment)
         for index in range(plan.count):
@@ -184,7 +227,7 @@ class RayExecution:
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
                 **({"runtime_env": runtime_env} if runtime_env else {}),
-            ).remote(self.state.spec, self.state.out, self.runner_factory, shipment)
+            ).remote(self.state.spec, self.state.out, self.runner_factory, shipment, channel)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)
@@ -212,14 +255,16 @@ class RayExecution:
             return
         slot.healthy = True
         slot.free_since = time.perf_counter()
+        self.progress.work_started()
 
     def stop_actors(self, wait: bool = False) -> None:
         """Kill the actors; with ``wait``, return once they are gone (up to ``KILL_WAIT_SECONDS``), so
         that a shard they were writing cannot commit after the driver has cleaned up (a stopped run
         on a cluster whose actors outlive ``ray.kill`` by a moment)."""
-        for slot in self.slots:
+        handles = [slot.handle for slot in self.slots] + ([self.channel] if self.channel is not None else [])
+        for handle in handles:
             try:
-                ray.kill(slot.handle, no_restart=True)
+                ray.kill(handle, no_restart=True)
             except Exception:
                 pass
         if wait:
@@ -278,6 +323,15 @@ class RayExecution:
         if retry:
             self.queue.appendleft(task)
 
+    def _collect_progress(self) -> None:
+        """The actors' reports since the last call, into the progress bar (best effort)."""
+        try:
+            reports = ray.get(self.channel.drain.remote(), timeout=30)
+        except RayError:  # the channel is lost: the bar still moves per shard
+            return
+        for report in reports:
+            self.progress.report(*report)
+
     def run(self) -> RunOutcome:
         stop = signals.active()
         quiet_since = time.monotonic()
@@ -296,6 +350,7 @@ class RayExecution:
                     )
                 # short waits, so that a stop request is seen at once
                 first, _ = ray.wait(waiting, num_returns=1, timeout=min(POLL_SECONDS, stop.remaining()))
+                self._collect_progress()
                 if not first:
                     if time.monotonic() - quiet_since > WAIT_NOTE_SECONDS:
                         self._note_waiting()

@@ -14,7 +14,7 @@ import platform
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import torch
@@ -28,6 +28,7 @@ from ..models import load_model, plan_for
 from ..models.threads import intra_op_threads
 from ..results import OutputStore, ShardWriter, table_schema
 from .plan import ShardTask
+from .progress import ProgressSink, StateWork
 
 
 def partition_of(spec: JobSpec) -> dict[str, str]:
@@ -65,7 +66,16 @@ def shard_failure_rows(shard: int, attempt: int, reason: str) -> pa.Table:
 
 
 class ShardRunner:
-    def __init__(self, spec: JobSpec, out_uri: str, worker: str | None = None, device: torch.device | None = None):
+    def __init__(
+        self,
+        spec: JobSpec,
+        out_uri: str,
+        worker: str | None = None,
+        device: torch.device | None = None,
+        progress: ProgressSink | None = None,
+    ):
+        """``progress``: where every finished model state of every batch is reported (the run's
+        progress bar, in this process or through Ray)."""
         self.spec = spec
         self.worker = worker or default_worker_name()
         self.model = load_model(spec, device)
@@ -75,6 +85,8 @@ class ShardRunner:
         self.preprocess = Preprocess.from_spec(spec.dataset)
         self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
         self.spec_hash = spec_hash(spec)
+        self.progress = progress
+        self.work = StateWork.of(self.evaluator.states, *self.evaluator.costs)
 
     def _batches(self, records: tuple[ImageRecord, ...]) -> Iterator[tuple[ImageBatch | None, list[LoadError]]]:
         """Decoded batches, the next one decoded in a background thread while this one computes."""
@@ -84,6 +96,21 @@ class ShardRunner:
         """Ids of this shard's images among the run's first ``runtime.save_maps`` (canonical order)."""
         end = self.spec.dataset.offset + self.spec.runtime.save_maps
         return frozenset(r.image_id for i, r in enumerate(task.records) if task.start + i < end)
+
+    def _reporter(self, task: ShardTask, attempt: int, images: int) -> Callable[[float], None] | None:
+        """The evaluator's progress callback for one batch of ``images`` images. Its first
+        ``images`` image-states are the trained model's, each worth ``work.trained`` of an image,
+        every later one ``work.each``: each report goes on with the work it carries."""
+        if self.progress is None:
+            return None
+        sink, work, position = self.progress, self.work, [0.0]
+
+        def report(units: float) -> None:
+            start, position[0] = position[0], position[0] + units
+            trained = max(0.0, min(position[0], images) - start)
+            sink.report(task.shard, attempt, units, trained * work.trained + (units - trained) * work.each)
+
+        return report
 
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
         """Evaluate, write and commit one shard, with ``runtime.threads`` torch threads whatever the
@@ -103,7 +130,8 @@ class ShardRunner:
             if batch is None:
                 continue
             images += len(batch)
-            for name, table in self.evaluator.evaluate(batch, save_maps).items():
+            report = self._reporter(task, attempt, len(batch))
+            for name, table in self.evaluator.evaluate(batch, save_maps, report).items():
                 parts[name].append(table)
         seconds = time.perf_counter() - started
         tables = {name: pa.concat_tables(pieces) for name, pieces in parts.items()}

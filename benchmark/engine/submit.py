@@ -107,11 +107,15 @@ def build_submission(
     pip: str = "none",
     env: Iterable[str] = (),
     environ: dict[str, str] | None = None,
+    progress_every: float | None = None,
 ) -> Submission:
+    """The job's driver has no terminal: it prints a progress line every ``progress_every``
+    seconds (``benchmark run``'s default when None) into the job's log."""
     check_output(out)
     run_id = run_id_for(spec, out)
-    command = ["python", "-m", "benchmark", "run", "-", "--out", out, "--executor", "ray", "--no-progress",
-               "--run-id", run_id]
+    command = ["python", "-m", "benchmark", "run", "-", "--out", out, "--executor", "ray", "--run-id", run_id]
+    if progress_every is not None:
+        command += ["--progress-every", f"{progress_every:g}"]
     if new_run:
         command.append("--new-run")
     entrypoint = f"printenv {SPEC_VARIABLE} | " + " ".join(shlex.quote(part) for part in command)

@@ -131,6 +131,11 @@ def enabled_experiments(spec: JobSpec) -> list[type[Experiment]]:
     return [experiment for experiment in EXPERIMENTS.values() if experiment.enabled(spec)]
 
 
+def observes_randomized(spec: JobSpec) -> bool:
+    """Whether some enabled experiment of the job looks at the randomized states (then they are walked)."""
+    return any(experiment.observes_randomized_states(spec) for experiment in enabled_experiments(spec))
+
+
 def experiment_tables() -> tuple[str, ...]:
     """Every table a registered experiment may write, in registration order."""
     return tuple(dict.fromkeys(table for experiment in EXPERIMENTS.values() for table in experiment.tables))

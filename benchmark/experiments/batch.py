@@ -8,7 +8,7 @@ enabled experiments come from the registry (``experiments.base``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 
@@ -21,10 +21,11 @@ from ..data.loader import ImageBatch
 from ..models.bundle import ModelBundle
 from ..models.chunking import resolve_chunk_size
 from ..models.randomization import RandomizationPlan
-from .base import Setup, enabled_experiments
+from .base import Setup, enabled_experiments, observes_randomized
 from .map_health import DegenerateMaps
 from .state import Batch
-from .walk import StateWalk
+from .walk import StateProgress, StateWalk
+from .work import state_passes
 
 
 @dataclass
@@ -41,7 +42,7 @@ class BatchEvaluator:
         self.spec, self.model, self.plan = spec, model, plan
         self.methods = [build_method(method, model) for method in spec.methods]
         kinds = enabled_experiments(spec)
-        randomized = bool(plan.stages) and any(kind.observes_randomized_states(spec) for kind in kinds)
+        randomized = bool(plan.stages) and observes_randomized(spec)
         reuse = randomized and spec.runtime.reuse_bottom_forward
         retained = spec.runtime.batch_size if reuse else 0
         self.chunk_size = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
@@ -53,15 +54,31 @@ class BatchEvaluator:
             randomized=randomized, stage_logits=any(e.stage_logits for e in self.randomized_observers), reuse=reuse,
         )
         self.counts = WalkCounts()
+        passes = state_passes(self)
+        self.states = self.walk.states_per_batch  # model states per image, for progress reports
+        self.costs = passes.costs  # work of the trained state and of a randomized one
+        self.explained = passes.explained  # of the trained state, once its maps exist (before its occlusion)
+        self.trained_methods = frozenset(m.id for e in self.experiments for m in e.explains_at(0))
         self.degenerate_maps = DegenerateMaps()  # the trained model's maps, per shard (the run summary warns)
 
-    def evaluate(self, batch: ImageBatch, save_maps: frozenset[str] = frozenset()) -> dict[str, pa.Table]:
-        """The batch's tables; ``save_maps``: ids of images whose arrays go to the tables too (``maps``, ``logits``)."""
+    def evaluate(
+        self,
+        batch: ImageBatch,
+        save_maps: frozenset[str] = frozenset(),
+        progress: Callable[[float], None] | None = None,
+    ) -> dict[str, pa.Table]:
+        """The batch's tables; ``save_maps``: ids of images whose arrays go to the tables too (``maps``, ``logits``);
+        ``progress(units)`` hears how many image-states are done, once per model state (the trained one in
+        two parts: its maps, then the rest, e.g. its occlusion curves); a batch's units add up to
+        images x ``self.states``."""
         batch = self._batch(batch, save_maps)
         for experiment in self.experiments:
             experiment.start(batch)
         randomizations = self.walk.randomizer.randomizations
-        with closing(self.walk.states(batch, self._trained_forward())) as states:
+        counter = None
+        if progress is not None:
+            counter = StateProgress(len(batch), self.states, progress, self.explained, self.trained_methods)
+        with closing(self.walk.states(batch, self._trained_forward(), counter)) as states:
             for state in states:
                 for experiment in self.experiments if state.trained else self.randomized_observers:
                     experiment.observe(state)

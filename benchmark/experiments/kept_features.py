@@ -117,6 +117,7 @@ class KeptFeatureExplanation(Experiment):
         self.values: list[Tensor] = []
         if self.maps is not None:
             self.maps.clear()
+            self.maps.add_input(batch.pixels)  # what was explained, for the figures
 
     def observe(self, state: ModelState) -> None:
         """The trained model: the kept layer's explanation (prepared once); every state: the methods'
@@ -127,21 +128,22 @@ class KeptFeatureExplanation(Experiment):
                 maps = reduce_channels(relevance, method.reduction)
                 self.kept.append(self.comparer.prepare(maps))
                 self._keep(maps, method, None, 0, "kept")
-        self.values.append(self._compare(self.kept, state.maps_of(self.methods), state.seed, state.index))
+        self.values.append(self._compare(self.kept, state.maps_of(self.methods), state.seed, state.index, state.targets))
         self.states.append((state.seed, state.index))
 
     def finish(self) -> dict[str, pa.Table]:
         grid = KeptFeaturesGrid(self.states, torch.stack(self.values).cpu().numpy())
         return self.rows(grid, self.batch.image_ids)
 
-    def _compare(self, kept: list, output: list[Tensor], seed: int | None, stage: int) -> Tensor:
+    def _compare(self, kept: list, output: list[Tensor], seed: int | None, stage: int, targets: Tensor) -> Tensor:
         for method, maps in zip(self.methods, output):
-            self._keep(maps, method, seed, stage, "output")
+            self._keep(maps, method, seed, stage, "output", targets)
         return torch.stack([self.comparer.compare(ref, maps)[0] for ref, maps in zip(kept, output)])
 
-    def _keep(self, maps: Tensor, method: AttributionMethod, seed: int | None, stage: int, component: str) -> None:
+    def _keep(self, maps: Tensor, method: AttributionMethod, seed: int | None, stage: int, component: str,
+              targets: Tensor | None = None) -> None:
         if self.maps is not None:
-            self.maps.add(maps, method, seed, stage, component)
+            self.maps.add(maps, method, seed, stage, component, targets)
 
     def rows(self, grid: KeptFeaturesGrid, image_ids: list[str]) -> dict[str, pa.Table]:
         states, methods, keys, images = grid_index(grid.values.shape)

@@ -148,6 +148,7 @@ class SkipPathDecomposition(Experiment):
         self.reference: list | None = None
         if self.maps is not None:
             self.maps.clear()
+            self.maps.add_input(batch.pixels)  # what was explained, for the figures
 
     def observe(self, state: ModelState) -> None:
         relevance, ssim, spearman, prepared = self._state(
@@ -181,7 +182,7 @@ class SkipPathDecomposition(Experiment):
             maps = [reduce_channels(part, method.reduction) for part in (skip, residual, total)]
             if self.maps is not None:
                 for component, part in zip(COMPONENTS, maps):
-                    self.maps.add(part, method, seed, stage, component)
+                    self.maps.add(part, method, seed, stage, component, targets)
             if reference is None:
                 prepared.append([self.comparer.prepare(part) for part in maps])
                 nan = torch.full((3, inputs.shape[0]), float("nan"), dtype=torch.float64, device=inputs.device)

@@ -10,6 +10,7 @@ that share passes share them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from torch import Tensor
 
@@ -48,6 +49,7 @@ class ModelState:
     logits: Tensor | None  # [N, classes]; always for the trained model, else when asked for (``stage_logits``)
     context: AttributionContext
     _maps: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    on_maps: Callable[[set[str]], None] | None = field(default=None, repr=False)  # told the ids with maps so far
 
     @property
     def trained(self) -> bool:
@@ -64,6 +66,8 @@ class ModelState:
         if maps is None:
             explained = method.attribute(self.model, self.batch.inputs, self.targets, self.context)
             maps = self._maps[method.id] = reduce_channels(explained, method.reduction)
+            if self.on_maps is not None:
+                self.on_maps(set(self._maps))
         return maps
 
     def computed_maps(self) -> dict[str, Tensor]:

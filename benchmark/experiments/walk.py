@@ -7,19 +7,24 @@ the state's targets and its attribution context (with the recorded trained botto
 stages build on the previous one, independent stages start from the trained model, every seed
 starts from the trained model, and the trained model is back in place afterwards, also when an
 experiment fails midway.
+
+The walk also says when each state is done (``StateProgress``): a long batch shows progress per
+model state, and within the trained state (whose occlusion curves take long) once its maps exist.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
 from ..attribution import AttributionContext
 from ..attribution.reuse import BottomReuse, StageReuse
+from ..config.spec import JobSpec
 from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan, Randomizer, Stage
+from .base import observes_randomized
 from .state import Batch, ModelState
 from .targets import needs_stage_forward, reference_targets, stage_targets
 
@@ -46,6 +51,41 @@ def stage_walk(
         yield states()
     finally:
         randomizer.restore()
+
+
+def walked_states(spec: JobSpec, stages: int) -> int:
+    """Model states each image of a job passes through when its plan has ``stages`` stages: the
+    trained model, then every seed x stage when some enabled experiment looks at randomized states
+    (what ``StateWalk.states_per_batch`` walks; the driver knows it without building the model)."""
+    return 1 + len(spec.randomization.seeds) * stages if stages and observes_randomized(spec) else 1
+
+
+class StateProgress:
+    """Reports a batch's images once per model state as the walk finishes it, ``states`` times in
+    all; the trained state in two parts: ``explained`` of it once the maps of ``methods`` (method
+    ids) exist, the rest when it is done. The units of a batch add up to images x states."""
+
+    def __init__(self, images: int, states: int, report: Callable[[float], None], explained: float = 0.0,
+                 methods: frozenset[str] = frozenset()) -> None:
+        self.images, self.states, self.report = images, states, report
+        self.explained, self.methods = explained, methods
+        self.done, self.partial = 0, 0.0
+
+    def maps_computed(self, methods: set[str]) -> None:
+        """The trained state now has the maps of ``methods``."""
+        if self.done == 0 and self.partial == 0 and self.methods and self.methods <= methods:
+            self.partial = min(self.explained, 1.0)
+            self._report(self.images * self.partial)
+
+    def state_done(self) -> None:
+        if self.done < self.states:
+            self.done += 1
+            rest, self.partial = 1.0 - self.partial, 0.0
+            self._report(self.images * rest)
+
+    def _report(self, units: float) -> None:
+        if units > 0:
+            self.report(units)
 
 
 class StateWalk:
@@ -79,8 +119,14 @@ class StateWalk:
     def states_per_batch(self) -> int:
         return 1 + (len(self.seeds) * len(self.plan.stages) if self.randomized else 0)
 
-    def states(self, batch: Batch, trained_forward: AbstractContextManager = nullcontext()) -> Iterator[ModelState]:
-        """The trained model (its forward pass run inside ``trained_forward``), then every randomized state.
+    def states(
+        self,
+        batch: Batch,
+        trained_forward: AbstractContextManager = nullcontext(),
+        progress: StateProgress | None = None,
+    ) -> Iterator[ModelState]:
+        """The trained model (its forward pass run inside ``trained_forward``), then every randomized state;
+        ``progress`` hears of each state once the experiments are done with it (the walk resumes).
 
         Close the iterator when stopping early (``contextlib.closing``): that restores the trained model.
         """
@@ -90,7 +136,10 @@ class StateWalk:
         reuse = BottomReuse(batch.inputs) if self.reuse else None
         try:
             context = self._context(batch, REFERENCE_SEED, 0, reuse.at(set()) if reuse is not None else None)
-            yield ModelState(batch, self.model, None, None, targets, logits, context)
+            on_maps = progress.maps_computed if progress is not None else None
+            yield ModelState(batch, self.model, None, None, targets, logits, context, on_maps=on_maps)
+            if progress is not None:
+                progress.state_done()
             if not self.randomized:
                 return
             with stage_walk(self.randomizer, self.plan, self.seeds) as walk:
@@ -103,6 +152,8 @@ class StateWalk:
                     stage_reuse = reuse.at(self.randomizer.randomized_modules) if reuse is not None else None
                     context = self._context(batch, seed, stage.index, stage_reuse)
                     yield ModelState(batch, self.model, seed, stage, target, stage_logits, context)
+                    if progress is not None:
+                        progress.state_done()
         finally:
             if reuse is not None:
                 reuse.release()

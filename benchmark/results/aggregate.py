@@ -11,7 +11,10 @@ Written to ``<out>/aggregates/<name>.parquet`` (and ``.csv``), each against its 
 - ``rankings`` and ``rank_agreement``: methods ranked by the randomization check (per stage and
   over all stages) and by occlusion faithfulness, and Kendall's tau between the two: the paper's
   gap as one number (``headline``);
-- ``activation_stats`` and ``logit_stats`` when those tables have rows;
+- ``occlusion_relative``: each image's curve minus its random-order curve (the noise method's:
+  i.i.d. noise maps rank the tiles in a uniformly random order), when the job has a noise method;
+- ``activation_stats``, ``logit_stats``, ``skip_path_stats`` (Fig. 7) and ``kept_features_stats``
+  (Fig. 4) when those tables have rows;
 - ``check_stats``: the repaired checks of ``check_scores`` (sMPRT, eMPRT, random logit, the paper's
   §5 refinements) per check, score, method, variant and stage, with each score's direction;
 - ``sign_flip_stats``: the fraction of image × seed pairs whose explained logit changed sign, per stage;
@@ -101,7 +104,8 @@ def occlusion_step(context: Context) -> dict[str, pd.DataFrame]:
     if not context.results.count("occlusion"):
         return {}
     keys = ["method", "reduction"]
-    curves, scores = [], []
+    curves, scores, relative = [], [], []
+    baseline = random_order_method(context.results.manifest)
     for chunk in context.chunks("occlusion", ["model", "dataset", "kernel", "order", "imputer"], "occlusion"):
         where, params = _where(chunk)
         points = context.results.sql(
@@ -119,6 +123,8 @@ def occlusion_step(context: Context) -> dict[str, pd.DataFrame]:
             params,
         ).to_pandas()
         scores.append(image_stats(summary, keys + ["score"], context.settings).assign(**chunk))
+        if baseline is not None and (points.method == baseline).any():
+            relative.append(_relative_curves(points, baseline, keys, context.settings).assign(**chunk))
     # SRG = mean(LIF curve) - mean(MIF curve) per image, where both orders were run
     srg = context.results.sql(
         """SELECT model, dataset, kernel, imputer, method, reduction, image_id, 'srg' AS score,
@@ -128,10 +134,34 @@ def occlusion_step(context: Context) -> dict[str, pd.DataFrame]:
     for chunk, frame in srg.groupby(["model", "dataset", "kernel", "imputer"]):
         stats = image_stats(frame, keys + ["score"], context.settings)
         scores.append(stats.assign(**dict(zip(["model", "dataset", "kernel", "imputer"], chunk)), order=None))
-    return {
+    tables = {
         "occlusion_curves": pd.concat(curves, ignore_index=True),
         "occlusion_scores": pd.concat(scores, ignore_index=True),
     }
+    if relative:
+        tables["occlusion_relative"] = pd.concat(relative, ignore_index=True)
+    return tables
+
+
+def random_order_method(manifest: dict[str, Any]) -> str | None:
+    """The job's first noise method: its i.i.d. maps rank the tiles in a uniformly random order, so
+    its occlusion curve is the random-order baseline of the others."""
+    from ..config import JobSpec
+
+    try:
+        methods = JobSpec.model_validate(manifest.get("spec", {})).methods
+    except ValueError:
+        return None
+    return next((method.method_id for method in methods if method.name == "noise"), None)
+
+
+def _relative_curves(points: pd.DataFrame, baseline: str, keys: list[str], settings: BootstrapSettings) -> pd.DataFrame:
+    """Each image's curve minus the same image's random-order curve, then statistics over images
+    (paired: the CI is that of the mean difference)."""
+    base = points[points.method == baseline][["image_id", "step", "value"]].rename(columns={"value": "base"})
+    others = points[points.method != baseline].merge(base, on=["image_id", "step"])
+    others = others.assign(value=others["value"] - others["base"])
+    return image_stats(others, keys + ["step"], settings).assign(baseline=baseline)
 
 
 def ranking_step(context: Context) -> dict[str, pd.DataFrame]:
@@ -285,6 +315,60 @@ def overtaking_step(context: Context) -> dict[str, pd.DataFrame]:
     return {"overtaking": frame}
 
 
+def stage_layers(manifest: dict[str, Any]) -> dict[int, list[str]]:
+    """Modules randomized at each stage of the run's plan; stage 0 (the trained model): none."""
+    stages = manifest.get("randomization_plan", {}).get("stages", [])
+    return {0: [], **{int(stage["stage"]): list(stage["modules"]) for stage in stages}}
+
+
+def _with_layers(frame: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    layers = stage_layers(manifest)
+    return frame.assign(layers=[layers.get(int(stage), []) for stage in frame["stage"]])
+
+
+def skip_path_step(context: Context) -> dict[str, pd.DataFrame]:
+    """Paper Fig. 7: the share of relevance through the skip connection and the residual branch, and
+    how similar each part stays to the trained model's, per state."""
+    if not context.results.count("skip_path"):
+        return {}
+    keys = ["method", "block", "stage", "component", "quantity"]
+    pieces = []
+    for chunk in context.chunks("skip_path", ["model", "dataset"], "skip_path"):
+        where, params = _where(chunk)
+        frame = context.results.sql(
+            f"""SELECT method, block, stage, component, quantity, image_id,
+                       avg(value) FILTER (WHERE NOT isnan(value)) AS value, count(DISTINCT seed) AS seeds
+                FROM (FROM skip_path UNPIVOT (value FOR quantity IN (share, relevance, ssim, spearman)) WHERE {where})
+                GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        seeds = frame.groupby(keys).seeds.max().reset_index()
+        pieces.append(stats.merge(seeds, on=keys).assign(**chunk))
+    return {"skip_path_stats": _with_layers(pd.concat(pieces, ignore_index=True), context.results.manifest)}
+
+
+def kept_features_step(context: Context) -> dict[str, pd.DataFrame]:
+    """Paper Fig. 4: how similar the explanation of the kept layer's activations is to the explanation
+    of the output, for the trained model and after randomizing everything above the kept layer."""
+    if not context.results.count("kept_features"):
+        return {}
+    keys = ["method", "layer", "stage", "metric", "normalization", "absolute"]
+    pieces = []
+    for chunk in context.chunks("kept_features", ["model", "dataset"], "kept_features"):
+        where, params = _where(chunk)
+        frame = context.results.sql(
+            f"""SELECT method, layer, stage, metric, normalization, absolute, image_id,
+                       avg(value) FILTER (WHERE NOT isnan(value)) AS value, count(DISTINCT seed) AS seeds
+                FROM kept_features WHERE {where} GROUP BY ALL""",
+            params,
+        ).to_pandas()
+        stats = image_stats(frame, keys, context.settings)
+        seeds = frame.groupby(keys).seeds.max().reset_index()
+        pieces.append(stats.merge(seeds, on=keys).assign(**chunk))
+    return {"kept_features_stats": _with_layers(pd.concat(pieces, ignore_index=True), context.results.manifest)}
+
+
 def check_step(context: Context) -> dict[str, pd.DataFrame]:
     """The repaired checks (table ``check_scores``): statistics over images per check variant and stage,
     with the score's direction from the registry (the agreement with faithfulness builds on these)."""
@@ -347,8 +431,10 @@ def agreement_step(context: Context) -> dict[str, pd.DataFrame]:
     return {"agreement": table} if len(table) else {}
 
 
-STEPS: list[Step] = [randomization_step, occlusion_step, ranking_step, activation_step, overtaking_step, logit_step,
-                     check_step, sign_flip_step, agreement_step]
+STEPS: list[Step] = [
+    randomization_step, occlusion_step, ranking_step, activation_step, overtaking_step, logit_step, skip_path_step,
+    kept_features_step, check_step, sign_flip_step, agreement_step,
+]
 
 
 # -- running, writing, reading -------------------------------------------------------------------

@@ -14,8 +14,12 @@ import json
 import math
 from typing import Any
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
+
+if TYPE_CHECKING:  # pandas is imported on use: the CLI imports this module for every command
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json")
 
@@ -45,8 +49,10 @@ def _aligned(table: pa.Table, max_rows: int | None) -> str:
     return f"{text}\n{footer})\n"
 
 
-def _frame(table: pa.Table, convert) -> pd.DataFrame:
+def _frame(table: pa.Table, convert) -> "pd.DataFrame":
     """A DataFrame whose nested/binary columns are already converted to strings."""
+    import pandas as pd
+
     columns = {}
     for name, column in zip(table.column_names, table.columns):
         kind = column.type

@@ -1,11 +1,12 @@
 """``benchmark report``: one self-contained HTML page of a run.
 
-The page leads with the agreement table (every check variant against every faithfulness score,
-Kendall's τ with bootstrap CIs: ``benchmark.results.agreement``), then holds the run's manifest,
-the paper's gap as one number (Kendall's tau between the
-randomization check's ranking and the faithfulness ranking), the rankings, every figure
-(embedded as PNG data URIs, so the file can be mailed or archived alone), the aggregate tables
-and the errors. No scripts, no external resources; every text from the data is escaped.
+The page reads like a paper's appendix: a table of contents, the agreement table first (every
+check variant against every faithfulness score, Kendall's τ with bootstrap CIs:
+``benchmark.results.agreement``), the run (what, where, how long), the paper's gap as one number (Kendall's tau between the randomization check's ranking and the
+faithfulness ranking), the rankings, every figure numbered with its caption (embedded as compact
+PNG data URIs, so the file can be mailed or archived alone), the aggregate tables (wide ones
+scroll sideways, long ones are collapsed), the images that could not be read and why, and the
+manifest. No scripts, no external resources; every text from the data is escaped.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ import pyarrow as pa
 
 from ..metrics.scores import AUC, label
 from .agreement import agreement_grid, headline_sentences, sensitivity_grid
+from .errors import load_failures
 from .plots import PaperFigure
 from .query import Results
 from .store import REPORT
 from .summary import untrained_warning
 
 MAX_ERROR_ROWS = 500
+OPEN_ROWS = 15  # tables longer than this are collapsed (<details>)
+SECTIONS = (
+    ("agreement", "The gap, honestly: randomization checks vs. faithfulness"), ("run", "Run"), ("gap", "The gap: randomization check vs. faithfulness"), ("rankings", "Method rankings"),
+    ("figures", "Figures"), ("sign_flips", "Sign flips of the explained logit"), ("tables", "Aggregate tables"),
+    ("errors", "Errors"), ("manifest", "Manifest"),
+)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
@@ -40,7 +48,11 @@ table.data th{background:#f4f4f4} table.data td:first-child,table.data th:first-
 table.kv td{padding:2px 10px 2px 0;vertical-align:top;font-size:.9rem} table.kv td:first-child{color:#666;white-space:nowrap}
 figure{margin:1.5rem 0;page-break-inside:avoid} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.88rem;color:#444;max-width:900px} code,pre{font-size:.8rem} pre{background:#f7f7f7;padding:.8rem;overflow:auto;max-height:30rem}
-table.errors td{white-space:pre-wrap;text-align:left;font-family:monospace} details{margin:.6rem 0} summary{cursor:pointer;color:#3a7bd5}
+table.errors td{white-space:pre-wrap;text-align:left;font-family:monospace;min-width:12rem} details{margin:.6rem 0} summary{cursor:pointer;color:#3a7bd5}
+.scroll{overflow-x:auto;max-width:100%} table.kv{table-layout:fixed;width:100%} table.kv td{overflow-wrap:anywhere} table.kv td:first-child{width:11rem}
+nav.toc{background:#f7f7f7;border:1px solid #e4e4e4;padding:.4rem 1.2rem;margin:1rem 0;font-size:.92rem}
+nav.toc ol{margin:.3rem 0;padding-left:1.4rem} nav.toc ol ol{font-size:.85rem;columns:2;column-gap:2rem}
+figcaption b{color:#222} h2 .num,figcaption .num{color:#888;font-weight:normal;margin-right:.4rem}
 """
 
 
@@ -78,26 +90,46 @@ def build_report(
 ) -> str:
     """The whole page as one string."""
     manifest = results.manifest
+    shown = [figure for figure in figures if figure.png is not None]
+    bodies = {
+        "agreement": _agreement(aggregates),
+        "run": _run_summary(results, aggregates_meta),
+        "gap": _gap(aggregates),
+        "rankings": _rankings(aggregates),
+        "figures": _figures(shown),
+        "sign_flips": _sign_flips(aggregates),
+        "tables": _aggregate_tables(aggregates),
+        "errors": _errors(results),
+        "manifest": [f"<details><summary>manifest.json</summary><pre>"
+                     f"{_e(json.dumps(manifest, indent=2, default=str))}</pre></details>"],
+    }
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(manifest.get('name', 'run'))} · benchmark report</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Run {_e(manifest.get('name', '?'))}</h1>",
         f'<p class="sub">{_e(results.out)} · report generated {_e(_time(dt.datetime.now().timestamp()))}</p>',
     ]
     parts += _warnings(results, aggregates_meta)
-    parts += _section("The gap, honestly: randomization checks vs. faithfulness", _agreement(aggregates))
-    parts += _section("Run", _run_summary(results, aggregates_meta))
-    parts += _section("The gap: randomization check vs. faithfulness", _gap(aggregates))
-    parts += _section("Method rankings", _rankings(aggregates))
-    parts += _section("Figures", _figures(figures))
-    parts += _section("Sign flips of the explained logit", _sign_flips(aggregates))
-    parts += _section("Aggregate tables", _aggregate_tables(aggregates))
-    parts += _section("Errors", _errors(results))
-    parts += _section("Manifest", [f"<details><summary>manifest.json</summary><pre>{_e(json.dumps(manifest, indent=2, default=str))}</pre></details>"])
+    parts += _contents(shown)
+    for number, (anchor, title) in enumerate(SECTIONS, start=1):
+        parts.append(f'<h2 id="{anchor}"><span class="num">{number}</span>{_e(title)}</h2>')
+        parts += bodies[anchor]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _contents(figures: list[PaperFigure]) -> list[str]:
+    items = []
+    for anchor, title in SECTIONS:
+        item = f'<li><a href="#{anchor}">{_e(title)}</a>'
+        if anchor == "figures" and figures:
+            item += "<ol>" + "".join(f'<li><a href="#{_e(figure.name)}">{_e(figure.title)}</a></li>'
+                                     for figure in figures) + "</ol>"
+        items.append(item + "</li>")
+    return [f'<nav class="toc"><b>Contents</b><ol>{"".join(items)}</ol></nav>']
 
 
 def write_report(results: Results, html_text: str) -> str:
@@ -106,10 +138,6 @@ def write_report(results: Results, html_text: str) -> str:
 
 
 # -- sections ------------------------------------------------------------------------------------
-def _section(title: str, body: list[str]) -> list[str]:
-    return [f"<h2>{_e(title)}</h2>", *body]
-
-
 def _warnings(results: Results, meta: dict[str, Any] | None) -> list[str]:
     notes = []
     if not results.complete:
@@ -141,15 +169,17 @@ def _run_summary(results: Results, meta: dict[str, Any] | None) -> list[str]:
         ("images", f"{shards['images']} evaluated of {m.get('shard_plan', {}).get('images', '?')}, "
                    f"{shards['errors']} failed to load"),
         ("compute", f"{shards['seconds']:.1f} s over committed shards on {shards['devices'] or '—'}"),
+        ("host", str(m.get("host"))),
         ("methods", methods),
         ("randomization", f"{spec.get('randomization', {}).get('mode')}, seeds {m.get('seeds')}, {len(stages)} stages: "
                           + "; ".join(f"{s['stage']}: {', '.join(s['modules'][:3])}{' …' if len(s['modules']) > 3 else ''}"
                                       for s in stages[:20]) + (" …" if len(stages) > 20 else "")),
         ("created · finished", f"{_time(m.get('created_at'))} · {_time(m.get('finished_at'))}"),
-        ("host · precision", f"{m.get('host')} · {m.get('precision')}"),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
         ("results schema", f"v{m.get('schema_version')}"),
     ]
+    if "cuda" in str(shards["devices"] or ""):  # tf32/fp32 is a choice on CUDA devices only
+        rows.append(("precision", str(m.get("precision"))))
     if meta:
         boot = meta.get("bootstrap", {})
         rows.append(("aggregates", f"{_time(meta.get('created_at'))}; {boot.get('confidence', 0.95):.0%} CIs: percentile "
@@ -162,23 +192,6 @@ def _method_label(method: dict) -> str:
     settings = {k: v for k, v in method.items() if k not in ("name", "label") and v is not None}
     label = method.get("label") or method.get("name")
     return f"{label} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else str(label)
-
-
-def _gap(aggregates: dict[str, pa.Table]) -> list[str]:
-    agreement = aggregates.get("rank_agreement")
-    sentences = gap_sentences(agreement)
-    if not sentences:
-        return ["<p>Not available: needs both randomization and occlusion results.</p>"]
-    body = [f'<div class="gap">{_e(s)}</div>' for s in sentences]
-    frame = agreement.to_pandas()
-    overall = frame[frame.stage.isna()].drop(columns=["stage", "headline"])
-    body.append("<p>Kendall's τ-b for every variant (ranking by the mean over all stages; τ &gt; 0: the check agrees "
-                "with faithfulness, τ &lt; 0: it ranks methods the other way round):</p>")
-    body.append(_table(overall))
-    per_stage = frame[frame.stage.notna()]
-    if len(per_stage):
-        body.append(f"<details><summary>τ per stage ({len(per_stage)} rows)</summary>{_table(per_stage.drop(columns=['headline']))}</details>")
-    return body
 
 
 def _agreement(aggregates: dict[str, pa.Table]) -> list[str]:
@@ -199,7 +212,7 @@ def _agreement(aggregates: dict[str, pa.Table]) -> list[str]:
         grid = agreement_grid(frame, with_noise)
         if len(grid):
             body.append(f"<h3>{_e(title)}</h3>")
-            body.append(_table(grid))
+            body.append(f'<div class="scroll">{_table(grid)}</div>')
     sensitivity = sensitivity_grid(frame)
     if len(sensitivity):
         body.append("<h3>Sensitivity: choices that are not about the explanation</h3>"
@@ -208,7 +221,25 @@ def _agreement(aggregates: dict[str, pa.Table]) -> list[str]:
                     "changed: another normalization, absolute maps, every LRP method replaced by its twin seeded "
                     "with the logit (<code>_logit</code>). All rows: column <code>varied</code> of "
                     "<code>aggregates/agreement.csv</code>.</p>")
-        body.append(_table(sensitivity))
+        body.append(f'<div class="scroll">{_table(sensitivity)}</div>')
+    return body
+
+
+def _gap(aggregates: dict[str, pa.Table]) -> list[str]:
+    agreement = aggregates.get("rank_agreement")
+    sentences = gap_sentences(agreement)
+    if not sentences:
+        return ["<p>Not available: needs both randomization and occlusion results.</p>"]
+    body = [f'<div class="gap">{_e(s)}</div>' for s in sentences]
+    frame = agreement.to_pandas()
+    overall = frame[frame.stage.isna()].drop(columns=["stage", "headline"])
+    body.append("<p>Kendall's τ-b for every variant (ranking by the mean over all stages; τ &gt; 0: the check agrees "
+                "with faithfulness, τ &lt; 0: it ranks methods the other way round):</p>")
+    body.append(_table_block("rank_agreement", overall))
+    per_stage = frame[frame.stage.notna()]
+    if len(per_stage):
+        body.append(f'<details><summary>τ per stage ({len(per_stage)} rows)</summary><div class="scroll">'
+                    f"{_table(per_stage.drop(columns=['headline']))}</div></details>")
     return body
 
 
@@ -244,23 +275,39 @@ def _rankings(aggregates: dict[str, pa.Table]) -> list[str]:
         f"{'absolute' if checks.iloc[0].absolute else 'signed'} maps; a method passes it by changing its map a lot."
     )
     return [f"<p>Rank 1 = best; ties share their average rank. Occlusion: {_e(AUC.label)}, {AUC.better} is "
-            f"better.{_e(what)}</p>", _table(table)]
+            f"better.{_e(what)}</p>", _table_block("rankings", table)]
 
 
 def _figures(figures: list[PaperFigure]) -> list[str]:
     if not figures:
         return ["<p>No figures (no aggregate could be drawn).</p>"]
     body = []
-    for figure in figures:
-        if figure.png is None:
-            continue
+    for number, figure in enumerate(figures, start=1):
         source = "data:image/png;base64," + base64.b64encode(figure.png).decode("ascii")
         files = ", ".join(figure.files)
         body.append(
             f'<figure id="{_e(figure.name)}"><img src="{source}" alt="{_e(figure.title)}">'
-            f"<figcaption><b>{_e(figure.title)}.</b> {_e(figure.caption)} <code>{_e(files)}</code></figcaption></figure>"
+            f'<figcaption><span class="num">Figure {number}.</span><b>{_e(figure.title)}.</b> {_e(figure.caption)} '
+            f"<code>{_e(files)}</code></figcaption></figure>"
         )
     return body
+
+
+AGGREGATE_TEXT = {
+    "occlusion_scores": f"Mean softmax over the occlusion curve (auc, {AUC.better} is better) and AOPC per method and "
+                        "kernel.",
+    "occlusion_relative": "Each image's occlusion curve minus its random-order curve (the noise method), per step.",
+    "activation_stats": "Fraction of non-positive activations per layer (supplement Fig. 10).",
+    "logit_stats": "Correlation of all logits before and after randomizing each stage (paper Fig. 5).",
+    "overtaking": "Cauchy overtaking probabilities per layer (supplement Fig. 7-9).",
+    "skip_path_stats": "Relevance through the skip connection and the weighted branch, and each part's similarity "
+                       "to the trained model's (paper Fig. 7).",
+    "kept_features_stats": "Similarity of the kept layer's explanation to the output's (paper §4.1, Fig. 4).",
+    "occlusion_curves": "The mean occlusion curves drawn in the occlusion figures.",
+    "check_stats": "The repaired randomization checks (sMPRT, eMPRT, random logit, the paper's §5 refinements) per "
+                   "check variant and stage, with each score's direction (docs/repaired-checks.md).",
+    "sign_flip_stats": "Fraction of image × seed pairs whose explained logit changed sign, per stage.",
+}
 
 
 def _sign_flips(aggregates: dict[str, pa.Table]) -> list[str]:
@@ -276,7 +323,7 @@ def _sign_flips(aggregates: dict[str, pa.Table]) -> list[str]:
             "(mean over images, 95 % bootstrap CI). A map seeded with the logit (LRP with <code>output_relevance: "
             "logit</code>; gradient × input on bias-free ReLU networks) flips its sign with it, and a signed similarity "
             "reads the flip as a changed explanation (docs/lrp-seeding.md).</p>",
-            _table(shown.rename(columns={"mean": "fraction flipped"}))]
+            _table_block("sign_flip_stats", shown.rename(columns={"mean": "fraction flipped"}))]
 
 
 def _aggregate_tables(aggregates: dict[str, pa.Table]) -> list[str]:
@@ -288,29 +335,49 @@ def _aggregate_tables(aggregates: dict[str, pa.Table]) -> list[str]:
         shown = paper if len(paper) else frame
         body.append(f"<h3>randomization_stats</h3><p>{len(shown)} of {len(frame)} rows (second-moment normalization, "
                     "signed maps); all rows in <code>aggregates/randomization_stats.csv</code>.</p>")
-        body.append(_table(shown.drop(columns=["layers"])))
-    for name in ("occlusion_scores", "activation_stats", "logit_stats", "overtaking"):
+        body.append(_table_block("randomization_stats", shown.drop(columns=["layers"])))
+    for name in ("occlusion_scores", "skip_path_stats", "kept_features_stats", "logit_stats", "check_stats",
+                 "activation_stats", "overtaking", "occlusion_relative", "occlusion_curves"):
         table = aggregates.get(name)
-        if table is not None:
+        if table is not None and table.num_rows:
             frame = table.to_pandas()
-            body.append(f"<h3>{_e(name)}</h3>")
-            body.append(_table(frame.drop(columns=[c for c in ("levels", "quantiles_mean", "layers") if c in frame])))
-    curves = aggregates.get("occlusion_curves")
-    if curves is not None:
-        body.append(f"<details><summary>occlusion_curves ({curves.num_rows} rows)</summary>{_table(curves.to_pandas())}</details>")
+            body.append(f"<h3>{_e(name)}</h3><p>{_e(AGGREGATE_TEXT.get(name, ''))} All rows in "
+                        f"<code>aggregates/{_e(name)}.csv</code>.</p>")
+            body.append(_table_block(name, frame.drop(columns=[c for c in ("levels", "quantiles_mean") if c in frame])))
     return body or ["<p>No aggregates.</p>"]
 
 
 def _errors(results: Results) -> list[str]:
     errors = results.frame("errors", order_by=["shard", "where"])
     if errors.empty:
-        return ["<p>No errors.</p>"]
+        return ["<p>No errors: every image was read and every shard committed.</p>"]
+    body = []
+    failures = load_failures(pa.Table.from_pandas(errors[["where", "image_id", "source", "reason"]],
+                                                  preserve_index=False))
+    if failures:
+        count = sum(len(group.image_ids) for group in failures)
+        body.append(f"<p>{count} image{'s' if count != 1 else ''} could not be read and are left out of every table "
+                    "and figure (the run goes on without them):</p><ul>")
+        for group in failures:
+            ids = ", ".join(group.image_ids[:20]) + (f" … ({len(group.image_ids) - 20} more)" if len(group.image_ids) > 20 else "")
+            body.append(f"<li><b>{len(group.image_ids)} × {_e(group.reason)}</b>: {_e(ids)}</li>")
+        body.append("</ul>")
     shown = errors.head(MAX_ERROR_ROWS)
     note = f" (first {MAX_ERROR_ROWS} shown)" if len(errors) > MAX_ERROR_ROWS else ""
-    return [f"<p>{len(errors)} error rows{note}.</p>", _table(shown, classes="data errors")]
+    body.append(f"<p>{len(errors)} error rows{note}.</p>")
+    body.append(_table_block("errors", shown, classes="data errors"))
+    return body
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _table_block(name: str, frame: pd.DataFrame, classes: str = "data") -> str:
+    """A table in a sideways-scrolling box; collapsed when it is long."""
+    block = f'<div class="scroll">{_table(frame, classes)}</div>'
+    if len(frame) <= OPEN_ROWS:
+        return block
+    return f"<details><summary>{_e(name)}: {len(frame)} rows</summary>{block}</details>"
+
+
 def _table(frame: pd.DataFrame, classes: str = "data") -> str:
     """An escaped HTML table; lists become comma-separated text, floats 4 significant digits."""
     frame = frame.copy()

@@ -1,8 +1,10 @@
-"""The short summary printed at the end of a run: the agreement between the randomization checks'
-and faithfulness's method rankings first (the headline, ``benchmark.results.agreement``), mean SSIM
-per method and stage, the mean occlusion score per method and kernel, over every committed shard
-of the output, a warning for methods whose trained-model maps were degenerate (all zero, or not
-finite) for some images, and one for a model with untrained weights."""
+"""The short summary printed at the end of a run, over every committed shard of the output: first
+the agreement between the checks' and faithfulness's method rankings (the headline,
+``benchmark.results.agreement``), then what each table the run wrote says in a few numbers (mean
+SSIM per method and stage, mean occlusion scores, logit correlation per stage, activation
+statistics, skip-path shares, kept-layer similarity), a warning for methods whose trained-model
+maps were degenerate (all zero, or not finite) for some images and one for a model with untrained
+weights, and the images that could not be read, with the reason."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import pandas as pd
 
 from ..metrics import HEADLINE, METRICS
 from ..metrics.scores import AOPC, AUC
-from .reader import committed_shards, read_table
+from .errors import describe_load_failures, load_failures
+from .reader import degenerate_maps, read_table
 from .store import OutputStore
 
 
@@ -35,7 +38,7 @@ def occlusion_summary(store: OutputStore) -> pd.DataFrame:
 
 def untrained_warning(manifest: dict) -> str | None:
     """A warning when the run's model has untrained (random) weights: its checks and maps say nothing
-    about a trained network's explanations, and heat-map figures are labelled 'untrained'."""
+    about a trained network's explanations (heat-map figures are labelled 'untrained' then)."""
     weights = str(manifest.get("weights", ""))
     requested = str(manifest.get("spec", {}).get("model", {}).get("weights", ""))
     if weights.startswith("random") or requested == "random":
@@ -55,26 +58,77 @@ def agreement_summary(store: OutputStore) -> list[str]:
     table = agreement_table(results)
     if len(table) == 0:
         return []
-    grid = agreement_grid(table)
     lines = ["The gap: Kendall's tau between each check's and each faithfulness score's method ranking, "
              "[95 % bootstrap CI over images], * = the CI excludes 0 (with the noise baseline, largest tile size; "
              "every row, without noise and the sensitivity rows: benchmark aggregate -> aggregates/agreement.csv):"]
     lines += headline_sentences(table)
+    grid = agreement_grid(table)
     if len(grid):
-        lines.append(grid.drop(columns=["model", "dataset"]).set_index("variant").to_string() if grid[["model", "dataset"]]
-                     .drop_duplicates().shape[0] == 1 else grid.to_string(index=False))
+        one_model = len(grid[["model", "dataset"]].drop_duplicates()) == 1
+        lines.append(grid.drop(columns=["model", "dataset"]).set_index("variant").to_string() if one_model
+                     else grid.to_string(index=False))
     return lines
 
 
-def degenerate_maps(store: OutputStore) -> dict[str, dict[str, int]]:
-    """Method -> {'all_zero': images, 'non_finite': images} over the committed shards (their markers)."""
-    totals: dict[str, dict[str, int]] = {}
-    for marker in committed_shards(store).values():
-        for method, kinds in (marker.get("degenerate_maps") or {}).items():
-            for kind, count in kinds.items():
-                totals.setdefault(method, {}).setdefault(kind, 0)
-                totals[method][kind] += int(count)
-    return totals
+def _stage_names(frame: pd.DataFrame) -> dict[int, str]:
+    first = frame.drop_duplicates("stage").set_index("stage")["layers"]
+    return {int(stage): (list(layers)[0] if len(layers) else "trained") for stage, layers in first.items()}
+
+
+def logit_summary(store: OutputStore) -> pd.DataFrame:
+    table = read_table(store, "logits").to_pandas()
+    if table.empty:
+        return table
+    means = table.groupby("stage")[["pearson", "spearman"]].mean()
+    means.index = [f"{stage}: {_stage_names(table)[stage]}" for stage in means.index]
+    return means.rename_axis("randomized")
+
+
+def activation_summary(store: OutputStore) -> pd.DataFrame:
+    table = read_table(store, "activations").to_pandas()
+    if table.empty:
+        return table
+    return table.groupby(["layer_index", "layer"]).agg(images=("image_id", "nunique"), nonpositive=("nonpositive", "mean"))
+
+
+def skip_path_summary(store: OutputStore) -> pd.DataFrame:
+    table = read_table(store, "skip_path").to_pandas()
+    if table.empty:
+        return table
+    parts = table[table.component.isin(["skip", "residual"])]
+    return parts.pivot_table(index=["method", "stage"], columns="component", values="share", aggfunc="mean")
+
+
+def kept_summary(store: OutputStore, metric: str = "ssim") -> pd.DataFrame:
+    table = read_table(store, "kept_features").to_pandas()
+    if table.empty:
+        return table
+    selected = table[(table.metric == metric) & ~table.absolute]
+    return selected.pivot_table(index="method", columns="stage", values="value", aggfunc="mean")
+
+
+def _sections() -> tuple:
+    """(summary, heading, number format) per table; the first two headings name the registered scores."""
+    headline = METRICS[HEADLINE]
+    return (
+        (randomization_summary, f"Mean {headline.label} to the trained model's map (signed, second-moment normalized; "
+                                f"{headline.better} = more change), by stage:", "{:.3f}"),
+        (occlusion_summary, f"Occlusion: mean softmax over the curve (auc, {AUC.better} is better) and AOPC "
+                            f"({AOPC.better} is better), by kernel:", "{:.4f}"),
+        *SECTIONS,
+    )
+
+
+SECTIONS = (  # the tables of the paper's other experiments
+    (logit_summary, "Logits: mean correlation of all logits before and after randomizing (1 = unchanged), by "
+                    "randomized stage:", "{:.3f}"),
+    (activation_summary, "Activations: images and mean fraction of non-positive activations per layer (quantiles in "
+                         "the 'activations' table; `benchmark plot` draws supplement Fig. 7-10):", "{:.3f}"),
+    (skip_path_summary, "Skip path: mean share of the relevance through the skip connection and the residual "
+                        "branch, by stage (0 = trained):", "{:.3f}"),
+    (kept_summary, "Kept layer: mean SSIM between the kept layer's and the output's explanation (signed), by stage "
+                   "(0 = trained):", "{:.3f}"),
+)
 
 
 def degenerate_warnings(store: OutputStore) -> list[str]:
@@ -100,23 +154,21 @@ def degenerate_warnings(store: OutputStore) -> list[str]:
 
 def format_summary(store: OutputStore) -> str:
     lines = degenerate_warnings(store)
-    manifest = store.read_json("manifest.json") or {}
-    if (untrained := untrained_warning(manifest)) is not None:
+    if (untrained := untrained_warning(store.read_json("manifest.json") or {})) is not None:
         lines.append(untrained)
-    if lines:
-        lines.append("")
     agreement = agreement_summary(store)
     if agreement:
-        lines += agreement + [""]
-    headline = randomization_summary(store)
-    if not headline.empty:
-        lines.append(f"Mean {METRICS[HEADLINE].label} to the trained model's map (signed, second-moment normalized; "
-                     f"{METRICS[HEADLINE].better} = more change), by stage:")
-        lines.append(headline.to_string(float_format=lambda v: f"{v:.3f}"))
-    occlusion = occlusion_summary(store)
-    if not occlusion.empty:
-        lines.append("")
-        lines.append(f"Occlusion: mean softmax over the curve (auc, {AUC.better} is better) and AOPC ({AOPC.better} is "
-                     "better), by kernel:")
-        lines.append(occlusion.to_string(float_format=lambda v: f"{v:.4f}"))
+        lines += ([""] if lines else []) + agreement
+    for summary, heading, number in _sections():
+        frame = summary(store)
+        if not frame.empty:
+            lines += ([""] if lines else []) + [heading, frame.to_string(float_format=number.format)]
+    failures = load_failures(read_table(store, "errors"))
+    if failures:
+        count = sum(len(group.image_ids) for group in failures)
+        lines += ([""] if lines else []) + [
+            f"{count} image{'s' if count != 1 else ''} could not be read and {'are' if count != 1 else 'is'} left out "
+            "(rows of the 'errors' table; the run itself succeeded):",
+            *(f"  {line}" for line in describe_load_failures(failures)),
+        ]
     return "\n".join(lines) if lines else "No committed results yet."

@@ -41,6 +41,9 @@ def test_job_over_fixture_format(case: str, fixture_root: Path, tmp_path: Path, 
     job, out = tiny_job(tmp_path), tmp_path / "out"
     overrides = dataset_overrides(fixture_root, dataset)
     assert main(run_args(job, out, **overrides)) == 0, capsys.readouterr().err
+    summary = capsys.readouterr().out  # the run succeeds and says which images it left out, and why
+    assert f"{len(unreadable)} images could not be read" in summary and all(i in summary for i in unreadable)
+    assert "corrupt or truncated" in summary or "not a readable image" in summary or "missing" in summary
 
     spec = load_job(job, [f"{k.replace('__', '.')}={v}" for k, v in overrides.items()])
     order = [r.image_id for r in build_dataset(spec).index()]

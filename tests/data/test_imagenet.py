@@ -116,3 +116,39 @@ def test_a_folder_without_classes_or_labels_is_refused(tmp_path: Path) -> None:
         ImageNetVal(tmp_path).index()
     with pytest.raises(FileNotFoundError, match="dataset.root"):
         ImageNetVal(tmp_path / "nowhere").index()
+
+
+def image_folder(root: Path, classes: list[str], per_class: int = 2) -> Path:
+    """An ImageFolder of tiny JPEGs: ``root/val/<class>/<class>_<i>.jpg``."""
+    from PIL import Image
+
+    for position, name in enumerate(classes):
+        (root / "val" / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (40, 40), (position * 20 % 255, i * 60, 90)).save(root / "val" / name / f"{name}_{i}.jpg")
+    return root
+
+
+@pytest.mark.parametrize("classes", [[str(i) for i in range(12)], ["dog", "cat"]], ids=["digits", "names"])
+def test_class_folders_that_are_not_wnids_follow_torchvision_image_folder(tmp_path: Path, classes: list[str]) -> None:
+    root = image_folder(tmp_path / "data", classes)
+    spec = validate_job({"name": "t", "model": {"name": "resnet34", "weights": "random", "num_classes": len(classes)},
+                         "dataset": {"kind": "imagenet", "root": str(root), "crop": 32}, "methods": [{"name": "gradient"}]})
+    dataset = build_dataset(spec)
+    records = dataset.index()
+    reference = torchvision.datasets.ImageFolder(str(root / "val"))  # the convention: sorted folder names
+    assert dataset.class_names() == reference.classes
+    expected = {Path(path).stem: label for path, label in reference.samples}
+    assert {r.image_id: r.label for r in records} == expected and len(records) == 2 * len(classes)
+    assert "ImageFolder" in dataset.describe()["classes_from"]
+    if classes[0] == "0":
+        assert dataset.class_names()[:3] == ["0", "1", "10"]  # string order, as torchvision sorts
+
+
+def test_image_folder_classes_must_match_the_models_outputs(tmp_path: Path) -> None:
+    root = image_folder(tmp_path / "data", ["cat", "dog"])
+    with pytest.raises(AnnotationError) as caught:
+        build_dataset(spec_for(root=str(root))).index()  # resnet34 with its 1000 ImageNet outputs
+    message = str(caught.value)
+    assert message.startswith(str(root / "val")) and "0 = 'cat', 1 = 'dog'" in message
+    assert "2 classes, but the model has 1000 outputs" in message and "model.num_classes: 2" in message

@@ -68,12 +68,13 @@ def assert_exactly_once(out: Path | str, shards: list[int] = SHARDS) -> pd.DataF
     return rows
 
 
-def run_executor(job: dict, out: Path | str, **executor_options: Any) -> tuple[RunState, RunOutcome]:
+def run_executor(job: dict, out: Path | str, progress: Progress | None = None,
+                 **executor_options: Any) -> tuple[RunState, RunOutcome]:
     """prepare → Ray executor → finish, as `benchmark run` does, with a runner of our choice."""
     from benchmark.engine.ray_executor import make_ray_executor
 
     state = prepare_run(validate_job(job), str(out))
-    progress = Progress(sum(len(t) for t in state.pending), len(state.tasks), enabled=False)
+    progress = progress or Progress(sum(len(t) for t in state.pending), len(state.tasks), enabled=False)
     started = time.perf_counter()
     outcome = make_ray_executor(**executor_options)(state, progress)
     finish_run(state, outcome, time.perf_counter() - started)
@@ -180,6 +181,22 @@ class HoldingRunner(ShardRunner):
             time.sleep(300)
             raise RuntimeError("was not killed")
         return super().run(task, attempt)
+
+
+class PausingRunner(ShardRunner):
+    """Pauses after each model state it reports, so that the driver's poll certainly sees a shard's
+    states before the shard ends (a real shard's states take far longer than a poll)."""
+
+    def __init__(self, *args: Any, pause: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        sink = self.progress
+
+        class Pausing:
+            def report(self, *report: Any) -> None:
+                sink.report(*report)
+                time.sleep(pause)
+
+        self.progress = Pausing()
 
 
 class FailingRunner(ShardRunner):

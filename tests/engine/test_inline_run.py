@@ -107,6 +107,25 @@ def test_status_reports_done_missing_and_failed(finished_run, capsys) -> None:
     assert report["images_done"] == IMAGES
 
 
+def test_status_needs_neither_torch_nor_pandas_and_exits_cleanly(finished_run) -> None:
+    """`benchmark status` reads the manifest, the markers and two small tables: it imports neither
+    torch nor pandas (seconds of imports), and the process ends with status 0, nothing on stderr."""
+    import subprocess
+    import sys
+
+    _, out = finished_run
+    probe = ("import sys; from benchmark.cli.main import main; code = main(['status', sys.argv[1]]); "
+             "print('heavy:', sorted(m for m in ('torch', 'pandas', 'ray', 'duckdb') if m in sys.modules)); "
+             "sys.exit(code)")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 0 and "heavy: []" in done.stdout and "shards    3/3 done" in done.stdout, done.stderr
+    for _ in range(3):  # the program itself: an abort at exit would show as status 134 and a message on stderr
+        done = subprocess.run([sys.executable, "-m", "benchmark", "status", str(out)], capture_output=True, text=True,
+                              timeout=120, cwd=root)
+        assert done.returncode == 0 and done.stderr == "" and "shards    3/3 done" in done.stdout, done.stderr
+
+
 def test_failing_shard_is_retried_recorded_and_rerun(tmp_path, monkeypatch, capsys) -> None:
     from benchmark.engine import shard as shard_module
 

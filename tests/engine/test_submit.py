@@ -124,6 +124,7 @@ def test_submit_wait_tables_logs_status_resubmit_and_stop(client_token, ray_refe
     assert main(["jobs", "logs", f"{run_id}-1", "--address", address]) == 0
     logs = capsys.readouterr().out
     assert "6 shards, 0 already committed, 6 to run" in logs and "scheduling overhead" in logs
+    assert "progress 100.0% | 18/18 image-states | 6.0/6 images" in logs  # the job's plain progress line
     assert "Started a local Ray instance" not in logs  # RAY_ADDRESS: the job's driver used its own cluster
 
     # the same submission again: a new attempt (fresh submission id) of the same run, which resumes
@@ -159,8 +160,10 @@ def test_submission_parts(tmp_path) -> None:
     assert (first.submission_id, again.submission_id) == (f"{first.run_id}-1", f"{first.run_id}-2")
     assert first.entrypoint == (
         f"printenv {SPEC_VARIABLE} | python -m benchmark run - --out s3://bucket/run --executor ray "
-        f"--no-progress --run-id {first.run_id}"
-    )
+        f"--run-id {first.run_id}"
+    )  # no --no-progress: without a terminal the driver logs a progress line every 30 s
+    assert build_submission(spec, "s3://bucket/run", 1, progress_every=5).entrypoint.endswith(
+        f"--run-id {first.run_id} --progress-every 5")
     assert validate_job(json.loads(first.runtime_env["env_vars"][SPEC_VARIABLE])) == spec
     assert first.runtime_env["working_dir"] == str(project_root())
     assert {".git", ".venv", "runs", "**/__pycache__"} <= set(first.runtime_env["excludes"])
@@ -218,6 +221,36 @@ def test_run_with_the_address_of_a_local_head_that_wants_a_token(head, tmp_path,
     assert_exactly_once(out, [0, 1])
 
 
+def test_follow_up_commands_work_when_pasted(tmp_path) -> None:
+    """What `benchmark submit` prints next: each line parses as a benchmark command with the same
+    cluster address and output (quoted: object-store URIs carry '?' and '&')."""
+    import shlex
+
+    from benchmark.cli.main import build_parser
+    from benchmark.cli.submit import follow_up, resubmit_command
+
+    out = "s3://bucket/runs/x?endpoint_override=127.0.0.1:9000&scheme=http"
+    address = "http://10.0.0.1:8265"
+    argv = ["submit", "jobs/smoke.yaml", "--address", address, "--out", out, "--set", "randomization.seeds=[0, 1]",
+            "--env", "AWS_ENDPOINT_URL"]
+    args = build_parser().parse_args(argv)
+    submission = build_submission(validate_job(RAY_JOB), out, 2)
+    text = follow_up(submission, address, resubmit_command(args, address, out))
+    commands = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].split("   (")[0].strip()
+                for line in text.splitlines()[1:]}
+    assert set(commands) == {"follow", "status", "results", "stop", "resume"}
+    for name, command in commands.items():
+        words = shlex.split(command)
+        assert words[0] == "benchmark"
+        parsed = build_parser().parse_args(words[1:])
+        if name in ("follow", "status", "stop"):
+            assert parsed.address == address and parsed.id == submission.submission_id
+        elif name == "results":
+            assert parsed.out == out
+        else:
+            assert vars(parsed) == vars(args)  # the same submission again: a new attempt that resumes
+
+
 # -- issue 16: one writer per output, and what travels ---------------------------------------------
 def small_job(tmp_path: Path, seeds: list[int] = [0], name: str = "job.yaml") -> Path:
     spec = {**RAY_JOB, "dataset": {**RAY_JOB["dataset"], "synthetic_images": 2},
@@ -273,7 +306,9 @@ def make_checkout(folder: Path) -> Path:
 
 
 def uploaded_packages(head_folder: Path) -> list[Path]:
-    return [p for p in head_folder.glob("session_*/runtime_resources/working_dir_files/*") if p.is_dir()]
+    """Unpacked working_dir packages of the head's session (``session_latest`` links to it: once)."""
+    found = head_folder.glob("session_*/runtime_resources/working_dir_files/*")
+    return sorted({p.resolve() for p in found if p.is_dir()})
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo") or shutil.which("git") is None, reason="needs git and named pipes")

@@ -134,7 +134,8 @@ def test_skip_path_rows_shares_and_maps(resnet18) -> None:
     plan = single_layer_plan(resnet18.module, ["layer4.1.conv2"])
     inputs, targets = make_inputs(resnet18), make_targets()
     before = state_of(resnet18.module)
-    tables = observe_batch(experiment, resnet18, plan, [0, 3], make_batch(inputs, targets))
+    unnormalized = inputs * resnet18.std + resnet18.mean
+    tables = observe_batch(experiment, resnet18, plan, [0, 3], make_batch(inputs, targets, pixels=unnormalized))
     assert_restored(resnet18.module, before)
     as_written(tables["skip_path"], "skip_path")
     as_written(tables["maps"], "maps")
@@ -144,9 +145,17 @@ def test_skip_path_rows_shares_and_maps(resnet18) -> None:
     np.testing.assert_allclose(parts.sum(), 1.0, rtol=1e-4)
     assert (parts.count() == 2).all() and (rows[rows.component == "total"].share == 1).all()
     assert rows[rows.stage == 0].ssim.isna().all() and rows[rows.stage == 1].ssim.notna().all()
-    maps = tables["maps"].to_pandas()
+    every = tables["maps"].to_pandas()
+    assert (every.experiment == "skip_path").all()
+    # the input images once, unnormalized and at the maps' size, for the figure's first column
+    images = every[every.kind == "input"]
+    assert len(images) == 3 and images["shape"].map(list).eq([[3, 4, 4]] * 3).all()
+    pixels = decode_map(images["values"].iloc[0], [3, 4, 4], images.scale.iloc[0])
+    expected = torch.nn.functional.adaptive_avg_pool2d(unnormalized[:1], 4)[0]
+    np.testing.assert_allclose(pixels, expected.numpy(), atol=2e-3)
+    maps = every[every.kind == "map"]
     assert len(maps) == len(rows) and maps["shape"].map(list).eq([[4, 4]] * len(maps)).all()
-    assert (maps.experiment == "skip_path").all() and (maps.kind == "map").all()
+    assert (maps.target.to_numpy() == np.tile(targets.numpy(), len(maps) // 3)).all()  # the class explained
     # decoded (scaled float16) maps: skip + residual = total, per image, method and state
     decoded = maps.assign(array=[decode_map(v, s, c) for v, s, c in zip(maps["values"], maps["shape"], maps.scale)])
     for _, group in decoded.fillna({"seed": -1}).groupby(["image_id", "method", "stage", "seed"]):
@@ -219,7 +228,11 @@ def test_kept_features_rows(bias_free_vgg) -> None:
     assert len(rows) == 4 * 2 * 3 * 3  # (trained + 3 seeds) × methods × metrics × images
     assert rows[rows.stage == 0].seed.isna().all() and set(rows[rows.stage == 1].seed) == {0, 1, 2}
     assert (rows.layer == "features.4").all()
-    maps = tables["maps"].to_pandas()
+    every = tables["maps"].to_pandas()
+    assert (every[every.kind == "input"].image_id.tolist() == keys(3)) and every[every.kind == "input"].target.isna().all()
+    maps = every[every.kind == "map"]
     assert set(maps.component) == {"kept", "output"} and len(maps) == (2 + 2 * 4) * 3
+    assert maps[maps.component == "kept"].target.isna().all()  # the kept layer's activations: no class
+    assert (maps[maps.component == "output"].target.to_numpy() == np.tile(targets.numpy(), 8)).all()
     with pytest.raises(ValueError, match="not a module"):
         KeptFeatureExplanation(KeptActivationSpec(enabled=True, layer="nope"), metrics, model, methods, plan.mode, 8, None)

@@ -82,7 +82,7 @@ def test_each_state_once_in_order_and_its_maps_shared(spy, monkeypatch) -> None:
     # explanation (LRP) and the spy all asked for the maps: they got the same tensors
     assert calls == {"gradient": 5, "lrp_epsilon_plus_flat_logit": 5}
     experiments = {type(e).__name__: e for e in evaluator.experiments}
-    assert list(experiments) == ["FaithfulnessCheck", "RandomizationCheck", "LogitPreservation", "KeptFeatureExplanation", "Spy"]
+    assert list(experiments) == ["FaithfulnessCheck", "RandomizationCheck", "LogitPreservation", "KeptFeatureExplanation", "SignFlips", "Spy"]
     assert {"randomization", "occlusion", "logits", "kept_features"} <= set(tables)
     for name, tensor in evaluator.model.module.state_dict().items():
         assert torch.equal(tensor, before[name]), name

@@ -19,10 +19,12 @@ from ..attribution.attribution_models import keys
 PARTITION = {"model": "m", "dataset": "d"}
 
 
-def make_batch(inputs: torch.Tensor, labels: torch.Tensor, saved: list[int] | None = None) -> Batch:
-    """A batch whose pixels are its inputs (the tiny test models take them as they are)."""
+def make_batch(inputs: torch.Tensor, labels: torch.Tensor, saved: list[int] | None = None,
+               pixels: torch.Tensor | None = None) -> Batch:
+    """A batch of ``inputs``; its unnormalized ``pixels`` default to the inputs themselves (the tiny
+    test models take them as they are)."""
     index = torch.tensor(saved, dtype=torch.long) if saved else None
-    return Batch(keys(inputs.shape[0]), inputs, inputs, labels, index)
+    return Batch(keys(inputs.shape[0]), inputs if pixels is None else pixels, inputs, labels, index)
 
 
 def observe_batch(

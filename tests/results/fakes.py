@@ -107,6 +107,36 @@ def logit_rows(images: list[str], shard: int, stages: list[int], seeds: list[int
     return pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
 
 
+def skip_path_rows(images: list[str], shard: int, seeds: list[int] = (0, 1), method: str = "lrp") -> pa.Table:
+    """Trained (stage 0, seed null) and one randomized stage per seed; skip keeps ~0.8 of the relevance."""
+    rows = []
+    states = [(None, 0)] + [(seed, 1) for seed in seeds]
+    for (seed, stage), image in itertools.product(states, images):
+        number = int(image.split("-")[1])
+        skip = 0.8 + 0.01 * number - 0.05 * stage + 0.001 * (seed or 0)
+        for component, share in (("skip", skip), ("residual", 1 - skip), ("total", 1.0)):
+            similar = None if stage == 0 else {"skip": 0.9, "residual": 0.2, "total": 0.7}[component] + 0.01 * number
+            rows.append({
+                "image_id": image, "method": method, "block": "layer4.2", "seed": seed, "stage": stage,
+                "component": component, "relevance": 2.0 * share, "share": share, "ssim": similar,
+                "spearman": None if similar is None else similar - 0.1, "shard": shard,
+            })
+    return pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+
+
+def kept_features_rows(images: list[str], shard: int, seeds: list[int] = (0, 1)) -> pa.Table:
+    rows = []
+    states = [(None, 0)] + [(seed, 1) for seed in seeds]
+    for (seed, stage), image, (metric, absolute) in itertools.product(
+            states, images, [("ssim", False), ("ssim", True), ("spearman", False)]):
+        value = 0.6 - 0.2 * stage + 0.01 * int(image.split("-")[1]) + 0.002 * (seed or 0) + 0.1 * absolute
+        rows.append({
+            "image_id": image, "method": "lrp", "layer": "layer3", "seed": seed, "stage": stage, "metric": metric,
+            "normalization": "second_moment", "absolute": absolute, "value": value, "shard": shard,
+        })
+    return pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+
+
 def fake_output(folder: Path, shards: int = 2, per_shard: int = 4, commit: list[int] | None = None,
                 tables: Callable[[list[str], int], dict[str, pa.Table]] | None = None,
                 partition: dict[str, str] | None = None, stages: int = 2) -> Path:

@@ -89,6 +89,7 @@ def test_written_files_match_schemas_and_meta(aggregated_run) -> None:
         assert all(table.schema.field(f.name).type.equals(f.type) for f in schema.arrow)
         assert len(pd.read_csv(aggregated_run / "aggregates" / f"{name}.csv")) == rows
     assert set(meta["tables"]) == {"randomization_stats", "occlusion_curves", "occlusion_scores", "rankings", "rank_agreement",
+                                   "occlusion_relative",  # the job has a noise method: the random tile order
                                    "sign_flip_stats", "agreement"}
 
 
@@ -289,3 +290,50 @@ def test_partial_output_is_aggregated_with_a_warning_and_progress(tmp_path, caps
     # over all stages c and d tie in the check (they swap at stage 2): tau-b of [1, 2, 3.5, 3.5] vs [4, 3, 2, 1]
     tau = stats.kendalltau([1, 2, 3.5, 3.5], [4, 3, 2, 1]).statistic
     assert f"Kendall's τ = {tau:+.2f}" in captured.out and "the paper's gap" in captured.out
+
+
+def test_skip_path_and_kept_feature_stats_equal_pandas(tmp_path) -> None:
+    from .fakes import kept_features_rows, skip_path_rows
+
+    def tables(images, shard):
+        return {"skip_path": skip_path_rows(images, shard), "kept_features": kept_features_rows(images, shard)}
+
+    out = fake_output(tmp_path / "out", tables=tables)
+    aggregated = compute_aggregates(open_results(str(out)), BootstrapSettings(resamples=100))
+    assert {"skip_path_stats", "kept_features_stats"} <= set(aggregated)
+    store = OutputStore(str(out))
+    rows = read_table(store, "skip_path").to_pandas()
+    mine = aggregated["skip_path_stats"].to_pandas()
+    for quantity in ("share", "ssim"):
+        per_image = rows.groupby(["stage", "component", "image_id"])[quantity].mean()  # seeds first
+        expected = per_image.groupby(["stage", "component"]).agg(["mean", "std", "count"]).dropna(subset=["mean"])
+        found = mine[mine.quantity == quantity].set_index(["stage", "component"]).sort_index()
+        assert np.allclose(found["mean"], expected["mean"]) and np.allclose(found["std"], expected["std"])
+        assert (found["count"] == 8).all() and (found.ci_low <= found["mean"]).all() and (found["mean"] <= found.ci_high).all()
+    assert set(mine[mine.quantity == "ssim"].stage) == {1}  # the trained model has no similarity to itself
+    assert mine.set_index(["stage", "quantity", "component"]).seeds.loc[(1, "share", "skip")] == 2
+    assert mine[mine.stage == 1].layers.map(list).iloc[0] == ["layer1"] and mine[mine.stage == 0].layers.map(list).iloc[0] == []
+    kept = read_table(store, "kept_features").to_pandas()
+    expected = kept.groupby(["stage", "metric", "absolute", "image_id"]).value.mean().groupby(["stage", "metric", "absolute"]).mean()
+    found = aggregated["kept_features_stats"].to_pandas().set_index(["stage", "metric", "absolute"]).sort_index()
+    assert np.allclose(found["mean"], expected.sort_index())
+
+
+def test_occlusion_relative_to_the_random_order_is_the_paired_difference(tmp_path) -> None:
+    """The noise method ranks tiles in a random order: each image's curve minus that image's noise
+    curve, then mean and a paired CI over images (narrower than the curves' own spread here)."""
+
+    def curve(method, kernel, image):
+        shift = 0.05 * int(image[-3:])  # images differ a lot, the methods' gap does not
+        return np.linspace(0.9, 0.1 if method == "gradient" else 0.5, 7) - shift
+
+    out = fake_output(tmp_path / "out", tables=lambda images, shard: {
+        "occlusion": occlusion_rows(images, shard, ["gradient", "noise"], [8], curve)})
+    aggregated = compute_aggregates(open_results(str(out)), BootstrapSettings(resamples=200))
+    relative = aggregated["occlusion_relative"].to_pandas().sort_values("step")
+    assert set(relative.method) == {"gradient"} and set(relative.baseline) == {"noise"}
+    expected = np.linspace(0.9, 0.1, 7) - np.linspace(0.9, 0.5, 7)
+    assert np.allclose(relative["mean"], expected, atol=1e-6)
+    assert np.allclose(relative.ci_high - relative.ci_low, 0, atol=1e-6)  # the same gap in every image
+    curves = aggregated["occlusion_curves"].to_pandas()
+    assert (curves[curves.step > 0].ci_high - curves[curves.step > 0].ci_low > 0.05).all()

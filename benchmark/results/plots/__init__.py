@@ -1,9 +1,10 @@
 """``benchmark plot``: the paper's figures from a run's aggregates and tables (matplotlib).
 
-One function per figure type (``curves``, ``activations``, ``logits``, ``maps``); this module
-decides which figures the data allow and writes each as PNG and PDF under ``<out>/figures/``,
-named after the paper figure it reproduces (``paper-fig1_…``, ``supp-fig5_…``). Figures whose
-tables are absent (activation statistics, logits, saved maps) are simply not drawn.
+One function per figure type (``curves``, ``activations``, ``logits``, ``paths``, ``maps``); this
+module decides which figures the data allow and writes each as PNG and PDF under
+``<out>/figures/``, named after the paper figure it reproduces (``paper-fig1_…``, ``supp-fig5_…``).
+Figures whose tables are absent (activation statistics, logits, skip path, kept features, saved
+maps) are simply not drawn.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from ..query import Results
 from ..store import FIGURES
 from .activations import nonpositive_figure, overtaking_figure
 from .curves import occlusion_figure, randomization_figure
-from .logits import logit_scatter_figure
-from .maps import seed_grid_figure, stage_grid_figure
+from .logits import logit_correlation_figure, logit_scatter_figure
+from .maps import kept_maps_figure, seed_grid_figure, skip_path_maps_figure, stage_grid_figure
+from .paths import kept_similarity_figure, skip_path_figure
 from .style import MethodColors, PaperFigure, encode, method_order
 
 FORMATS = ("png", "pdf")
@@ -42,9 +44,10 @@ class PlotOptions:
 def paper_figures(results: Results, aggregates: dict[str, pa.Table], options: PlotOptions = PlotOptions()) -> Iterator[PaperFigure]:
     """Every figure the output allows, in paper order."""
     frames = {name: table.to_pandas() for name, table in aggregates.items()}
-    if "occlusion_curves" in frames:  # the paper's curves: most relevant first, from the blurred copy
-        curves = frames["occlusion_curves"]
-        frames["occlusion_curves"] = curves[(curves["order"] == "mif") & (curves["imputer"] == "blur")]
+    for name in ("occlusion_curves", "occlusion_relative"):  # the paper's curves: most relevant first, blurred copy
+        if name in frames:
+            frame = frames[name]
+            frames[name] = frame[(frame["order"] == "mif") & (frame["imputer"] == "blur")]
     curves, stats = frames.get("occlusion_curves"), frames.get("randomization_stats")
     present = set()
     for frame in (curves, stats):
@@ -52,9 +55,12 @@ def paper_figures(results: Results, aggregates: dict[str, pa.Table], options: Pl
             present |= set(frame.method)
     methods = method_order(results.manifest, sorted(present))
     colors = MethodColors(methods)
+    spec = results.manifest.get("spec", {})
+    offset = int(spec.get("dataset", {}).get("offset") or 0)
     if curves is not None:
         for dataset, kernel in _distinct(curves, ["dataset", "kernel"], descending=["kernel"]):
-            yield occlusion_figure(curves, kernel, dataset, colors, methods, options.confidence)
+            yield occlusion_figure(curves, kernel, dataset, colors, methods, options.confidence,
+                                   frames.get("occlusion_relative"), offset)
     if stats is not None:
         for dataset, in _distinct(stats, ["dataset"]):
             found = set(stats.metric)
@@ -68,7 +74,16 @@ def paper_figures(results: Results, aggregates: dict[str, pa.Table], options: Pl
     if "activation_stats" in frames:
         for dataset, in _distinct(frames["activation_stats"], ["dataset"]):
             yield nonpositive_figure(frames["activation_stats"], dataset, options.confidence)
+    if "logit_stats" in frames:
+        for model, dataset in _distinct(frames["logit_stats"], ["model", "dataset"]):
+            yield logit_correlation_figure(frames["logit_stats"], model, dataset, options.confidence)
     yield from _logit_figures(results, options)
+    if "kept_features_stats" in frames:
+        for model, dataset in _distinct(frames["kept_features_stats"], ["model", "dataset"]):
+            yield kept_similarity_figure(frames["kept_features_stats"], model, dataset, options.confidence)
+    if "skip_path_stats" in frames:
+        for model, dataset in _distinct(frames["skip_path_stats"], ["model", "dataset"]):
+            yield skip_path_figure(frames["skip_path_stats"], model, dataset, options.confidence)
     yield from _map_figures(results, methods, options)
 
 
@@ -101,8 +116,50 @@ def _logit_figures(results: Results, options: PlotOptions) -> Iterator[PaperFigu
 def _map_figures(results: Results, methods: list[str], options: PlotOptions) -> Iterator[PaperFigure]:
     if not results.files("maps") or options.map_images <= 0:
         return
+    spec = results.manifest.get("spec", {})
+    classes = _class_count(spec)
+    untrained = str(results.manifest.get("weights", "")).startswith("random")
+    drawn = {"classes": classes, "untrained": untrained}
+    yield from _randomization_grids(results, methods, options, drawn)
+    for experiment, draw in (("kept_features", _kept_grid), ("skip_path", _skip_path_grid)):
+        found = results.sql("SELECT DISTINCT model, dataset FROM maps WHERE experiment = ? ORDER BY ALL",
+                            [experiment]).to_pylist()
+        for row in found:
+            images = results.sql(
+                "SELECT DISTINCT image_id FROM maps WHERE experiment = ? AND model = ? AND dataset = ? ORDER BY 1 "
+                f"LIMIT {int(options.map_images)}", [experiment, row["model"], row["dataset"]]
+            ).column("image_id").to_pylist()
+            rows = results.frame("maps", model=row["model"], dataset=row["dataset"], image_id=images,
+                                 experiment=experiment)
+            yield draw(rows, spec, drawn)
+
+
+def _class_count(spec: dict) -> int | None:
+    """The model's output count (ImageNet's 1000 classes get their names in the figures)."""
+    from ...config import JobSpec
+
+    try:
+        return JobSpec.model_validate(spec).num_classes()
+    except ValueError:
+        return None
+
+
+def _kept_grid(rows: pd.DataFrame, spec: dict, drawn: dict) -> PaperFigure:
+    kept = spec.get("kept_activation_explanation", {})
+    layer = kept.get("layer") or spec.get("randomization", {}).get("split_after") or "kept layer"
+    return kept_maps_figure(rows, layer, **drawn)
+
+
+def _skip_path_grid(rows: pd.DataFrame, spec: dict, drawn: dict) -> PaperFigure:
+    return skip_path_maps_figure(rows, spec.get("skip_path", {}).get("block", "?"), **drawn)
+
+
+def _randomization_grids(results: Results, methods: list[str], options: PlotOptions,
+                         drawn: dict) -> Iterator[PaperFigure]:
+    """Maps the randomization check saved (``runtime.save_maps``): per image, every stage (one seed)
+    and, with several seeds, every seed at the last stage. Nothing without randomized maps."""
     images = results.sql("SELECT DISTINCT model, dataset, image_id FROM maps WHERE experiment = 'randomization' "
-                         "ORDER BY ALL").to_pylist()
+                         "AND stage > 0 ORDER BY ALL").to_pylist()
     per_run: dict[tuple, int] = {}
     for row in images:
         key = (row["model"], row["dataset"])
@@ -114,12 +171,12 @@ def _map_figures(results: Results, methods: list[str], options: PlotOptions) -> 
         rows = results.frame("maps", model=key[0], dataset=key[1], image_id=row["image_id"], experiment="randomization",
                              where="seed IS NULL OR seed = " + str(int(seeds[0])) if seeds else None)
         shown = [m for m in methods if m in set(rows.method.dropna())] or sorted(set(rows.method.dropna()))
-        yield stage_grid_figure(rows, row["image_id"], seeds[0] if seeds else 0, shown, options.max_stages)
+        yield stage_grid_figure(rows, row["image_id"], seeds[0] if seeds else 0, shown, options.max_stages, **drawn)
         if len(seeds) > 1:
             last = int(rows.stage.max())
             every_seed = results.frame("maps", model=key[0], dataset=key[1], image_id=row["image_id"],
                                        experiment="randomization", stage=[0, last])
-            yield seed_grid_figure(every_seed, row["image_id"], last, shown)
+            yield seed_grid_figure(every_seed, row["image_id"], last, shown, **drawn)
 
 
 def plot_all(results: Results, aggregates: dict[str, pa.Table], options: PlotOptions = PlotOptions(),
@@ -131,7 +188,7 @@ def plot_all(results: Results, aggregates: dict[str, pa.Table], options: PlotOpt
     for figure in paper_figures(results, aggregates, options):
         for fmt in options.formats:
             relative = f"{FIGURES}/{figure.name}.{fmt}"
-            data = encode(figure.figure, fmt)
+            data = encode(figure.figure, fmt, figure.dpi, figure.colors)
             results.store.write_bytes(relative, data)
             figure.files.append(relative)
             if fmt == "png" and keep_png:

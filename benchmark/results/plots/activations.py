@@ -34,6 +34,7 @@ def overtaking_figure(overtaking: pd.DataFrame, model: str, dataset: str) -> Pap
     if len(axes):
         axes[0].legend(fontsize=7)
     images = int(data["images"].max()) if len(data) else 0
+    figure.suptitle(f"Overtaking probabilities · {model} · {dataset} · {images} images", fontsize=10)
     return PaperFigure(
         name=figure_name(OVERTAKING_TAGS.get(model, "supp-fig7-9"), "overtaking", model, dataset),
         title=f"Overtaking probabilities, {model} ({dataset})",
@@ -43,6 +44,7 @@ def overtaking_figure(overtaking: pd.DataFrame, model: str, dataset: str) -> Pap
             "quantile q_h. Lower probabilities support Theorem 2 better."
         ),
         figure=figure,
+        data={"probabilities": data.reset_index(drop=True)},
     )
 
 
@@ -51,6 +53,7 @@ def nonpositive_figure(stats: pd.DataFrame, dataset: str, confidence: float = 0.
     data = stats[stats.dataset == dataset]
     models = sorted(data.model.unique())
     figure, axes = panels(len(models), columns=2, size=(6.0, 3.0))
+    drawn = []
     for axis, model in zip(axes, models):
         panel = data[data.model == model].sort_values("layer_index")
         x = panel.layer_index.to_numpy()
@@ -58,15 +61,19 @@ def nonpositive_figure(stats: pd.DataFrame, dataset: str, confidence: float = 0.
         axis.fill_between(x, panel.ci_low.to_numpy(np.float64), panel.ci_high.to_numpy(np.float64),
                           color="tab:blue", alpha=0.2, linewidth=0)
         axis.set_ylim(0, 1.02)
-        axis.set_title(f"{model} · {dataset}", fontsize=10)
+        axis.set_title(f"{model} · {dataset} · {int(panel['count'].max())} images", fontsize=10)
+        drawn.append(panel)
         axis.set_xlabel("layer (forward order)")
         axis.set_ylabel("fraction of non-positive activations")
         axis.grid(alpha=0.3)
     images = int(data["count"].max()) if len(data) else 0
+    if len(models) > 1:  # one model: its panel's title says it all
+        figure.suptitle(f"Non-positive activations · {', '.join(models)} · {dataset} · {images} images", fontsize=10)
     return PaperFigure(
         name=figure_name("supp-fig10", "nonpositive", dataset),
         title=f"Non-positive activations per layer ({dataset})",
         caption=f"Fraction of non-positive activations per layer, mean over {images} images with a bootstrap "
-        f"{confidence:.0%} band. Higher values indicate a higher fraction of non-positive activations.",
+        f"{confidence:.0%} CI of the mean. Higher values indicate a higher fraction of non-positive activations.",
         figure=figure,
+        data={"points": pd.concat(drawn, ignore_index=True) if drawn else data.iloc[:0]},
     )
