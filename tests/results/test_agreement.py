@@ -237,6 +237,6 @@ def test_aggregate_summary_and_report_lead_with_the_table(known, tmp_path) -> No
     dom = subprocess.run(command, capture_output=True, text=True, timeout=180).stdout
     found = re.search(r'<body data-first="([^"]*)" data-rows="(\d+)" data-cell="([^"]*)"', dom)
     assert found, dom[:500]
-    assert found.group(1).startswith("The gap, honestly")
+    assert found.group(1).endswith("The gap, honestly: randomization checks vs. faithfulness")  # section 1
     assert int(found.group(2)) == 3  # MPRT SSIM signed and absolute, eMPRT
     assert found.group(3) == "-1.00 [-1.00, -1.00] *"

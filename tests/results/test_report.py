@@ -59,7 +59,7 @@ def test_report_sections(report) -> None:
     anchors = re.findall(r'href="#([^"]+)"', contents)
     assert anchors[:5] == ["agreement", "run", "gap", "rankings", "figures"] and len(anchors) == len(headings) + FIGURES
     # the agreement table is the headline; random weights are said at the top
-    assert html.index("the model has untrained weights") < html.index("<h2")
+    assert html.index("The model has untrained weights") < html.index("<h2")
     assert "MIF blur k=8" in html and "the CI includes 0" in html
     assert all(f'id="{anchor}"' in html for anchor in anchors)
     assert "Figure 1.</span>" in html and f"Figure {FIGURES}.</span>" in html
