@@ -221,7 +221,9 @@ def agreement_table(results: Any, settings: BootstrapSettings = BootstrapSetting
         occlusion = faith[(faith.model == model) & (faith.dataset == dataset)]
         if occlusion.empty:
             continue
-        pieces.append(_one_model(check, occlusion, noise, twins, settings).assign(model=model, dataset=dataset))
+        rows = _one_model(check, occlusion, noise, twins, settings)
+        if len(rows):  # none when fewer than two methods are ranked
+            pieces.append(rows.assign(model=model, dataset=dataset))
     if not pieces:
         return pd.DataFrame()
     table = pd.concat(pieces, ignore_index=True)

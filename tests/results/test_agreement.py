@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from scipy import stats
 
@@ -240,3 +241,18 @@ def test_aggregate_summary_and_report_lead_with_the_table(known, tmp_path) -> No
     assert found.group(1).endswith("The gap, honestly: randomization checks vs. faithfulness")  # section 1
     assert int(found.group(2)) == 3  # MPRT SSIM signed and absolute, eMPRT
     assert found.group(3) == "-1.00 [-1.00, -1.00] *"
+
+
+def test_a_run_with_one_method_has_no_table_and_its_summary_says_nothing_of_it(tmp_path) -> None:
+    out = tmp_path / "out"
+    store = OutputStore(str(out))
+    spec = {**SPEC, "methods": [{"name": "gradient"}]}
+    manifest = write_manifest(store, [0], 3, spec=spec)
+    images = image_ids(0, 3)
+    ShardWriter(store, {"model": "resnet34", "dataset": "synthetic"}).commit(0, {
+        "randomization": randomization_rows(images, 0, ["gradient"], [1], lambda **_: 0.5, metrics=["ssim"]),
+        "occlusion": occlusion_table(images, 0).filter(pc.field("method") == "gradient"),
+        "shards": shards_row(0, 3),
+    }, {"spec_hash": manifest["spec_hash"]})
+    assert agreement_table(open_results(str(out))).empty
+    assert "The gap" not in format_summary(store) and "Mean SSIM" in format_summary(store)
