@@ -19,6 +19,7 @@ validation before any work, same resume on the same ``out``) and returns the run
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,13 +79,34 @@ def run(
     """Run a job (``benchmark run``) and return its results. ``executor``: 'ray' (an embedded local
     Ray, or the cluster at ``address`` / ``RAY_ADDRESS``) or 'inline' (this process, no Ray).
     The same ``out`` resumes; ``new_run`` discards results of a different spec there."""
+    from .config import spec_hash
+    from .engine.driver import output_uri
+    from .engine.lease import OutputLease
+    from .results import OutputStore
+
+    spec = validate(job, overrides)
+    uri = output_uri(spec, None if out is None else str(out))
+    # one writer per output, as `benchmark run`: a notebook and a CLI run on the same folder are refused
+    with OutputLease.acquire(OutputStore(uri), name=spec.name, spec_hash=spec_hash(spec),
+                             command=f"benchmark.run({spec.name!r}, out={uri!r}) from Python (pid {os.getpid()})") as lease:
+        outcome, state = _run_holding_the_lease(spec, uri, lease.info.token, executor, address, new_run, progress)
+    from .results.query import open_results
+
+    results = open_results(state.out)
+    if not outcome.ok:
+        failed = "; ".join(f"shard {shard}: {reason}" for shard, reason in sorted(outcome.failed.items()))
+        raise RunFailed(f"{len(outcome.failed)} shard(s) failed: {failed} (rerun to retry them)", results)
+    return results
+
+
+def _run_holding_the_lease(spec, uri: str, token: str, executor: str, address: str | None, new_run: bool,
+                           progress: bool):
     from .engine.driver import finish_run, prepare_run
     from .engine.progress import Progress
     from .experiments.walk import walked_states
-    from .results.query import open_results
 
-    spec = validate(job, overrides)
-    state = prepare_run(spec, None if out is None else str(out), new_run=new_run)
+    state = prepare_run(spec, uri, new_run=new_run)
+    state.lease_token = token
     states = walked_states(spec, len(state.manifest["randomization_plan"]["stages"]))
     bar = Progress(sum(len(t) for t in state.pending), len(state.tasks), len(state.committed), enabled=progress,
                    states=states)
@@ -94,11 +116,7 @@ def run(
     finally:
         bar.close()
     finish_run(state, outcome, time.perf_counter() - started)
-    results = open_results(state.out)
-    if not outcome.ok:
-        failed = "; ".join(f"shard {shard}: {reason}" for shard, reason in sorted(outcome.failed.items()))
-        raise RunFailed(f"{len(outcome.failed)} shard(s) failed: {failed} (rerun to retry them)", results)
-    return results
+    return outcome, state
 
 
 def _executor(name: str, address: str | None):

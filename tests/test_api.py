@@ -96,3 +96,18 @@ def test_a_failed_shard_raises_with_the_results(tmp_path, monkeypatch) -> None:
         benchmark.run({**JOB, "runtime": {**JOB["runtime"], "max_attempts": 1}}, out=tmp_path / "out",
                       executor="inline", progress=False)
     assert error.value.results.failed and not error.value.results.committed
+
+
+def test_run_takes_the_outputs_lease_like_the_cli(tmp_path) -> None:
+    """One writer per output from a notebook too: an output another driver holds is refused before
+    any work, and a finished run leaves the output free."""
+    from benchmark.engine.lease import LeaseHeld, OutputLease, read_lease
+    from benchmark.results import OutputStore
+
+    out = tmp_path / "out"
+    with OutputLease.acquire(OutputStore(str(out)), name="cli-run", spec_hash="0" * 16):
+        with pytest.raises(LeaseHeld, match="is being written by another driver: run 'cli-run'"):
+            benchmark.run(JOB, out, {"dataset.synthetic_images": 1}, executor="inline", progress=False)
+    assert not (out / "manifest.json").exists()  # refused before any work
+    results = benchmark.run(JOB, out, {"dataset.synthetic_images": 1}, executor="inline", progress=False)
+    assert len(results.frame("randomization")) and read_lease(OutputStore(str(out))) is None

@@ -75,6 +75,7 @@ def run_holding_the_lease(args: argparse.Namespace, spec, uri: str, stop, lease)
     from ..results.summary import format_summary
 
     state = prepare_run(spec, uri, new_run=args.new_run, run_id=args.run_id)
+    state.lease_token = lease.info.token
     lease.renew(run_id=state.manifest["run_id"])
     pending_images = sum(len(t) for t in state.pending)
     stages = len(state.manifest["randomization_plan"]["stages"])

@@ -8,6 +8,7 @@ output, writes the manifest and returns the shards that are not committed yet. E
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from ..results.cleanup import remove_uncommitted
 from ..results.reader import run_spec_hashes
 from ..results.schema import table_names
 from ..results.store import AGGREGATES, COMMITS, FAILURES, FIGURES, MANIFEST, REPORT
+from .lease import LeaseFence, LeaseLost
 from .manifest import ResumeRefused, check_resume, check_same_images, new_manifest
 from .plan import ShardTask, dataset_fingerprint, describe_shards, plan_shards
 from .shard import partition_of, shard_failure_rows
@@ -44,6 +46,17 @@ class RunState:
     pending: list[ShardTask]
     committed: dict[int, dict]
     notes: list[str] = field(default_factory=list)  # what the checks found worth saying (a moved dataset)
+    lease_token: str | None = None  # the driver's lease on the output: workers write only while it holds
+
+    def holds_output(self) -> str | None:
+        """None while this run may write its output; else why not (its lease was taken over)."""
+        if not self.lease_token:
+            return None
+        try:
+            LeaseFence(self.out, self.lease_token)()
+        except LeaseLost as lost:
+            return str(lost)
+        return None
 
 
 @dataclass
@@ -139,12 +152,20 @@ def prepare_run(spec: JobSpec, out: str | None = None, new_run: bool = False, ru
 
 
 def record_failure(state: RunState, task: ShardTask, attempt: int, reason: str) -> None:
-    writer = ShardWriter(state.store, partition_of(state.spec))
-    writer.record_failure(task.shard, shard_failure_rows(task.shard, attempt, reason), {"spec_hash": spec_hash(state.spec)})
+    fence = LeaseFence(state.out, state.lease_token) if state.lease_token else None
+    writer = ShardWriter(state.store, partition_of(state.spec), fence=fence)
+    try:
+        writer.record_failure(task.shard, shard_failure_rows(task.shard, attempt, reason), {"spec_hash": spec_hash(state.spec)})
+    except LeaseLost:
+        pass  # the output is another run's now: its holder runs the shard again
 
 
 def finish_run(state: RunState, outcome: RunOutcome, seconds: float, extra: dict[str, Any] | None = None) -> dict:
     manifest = dict(state.manifest)
+    lost = state.holds_output()
+    if lost is not None:  # the new holder's shards in flight are not leftovers, its manifest not ours to write
+        print(f"warning: {lost}; the manifest and the cleanup of leftovers are left to it", file=sys.stderr)
+        return manifest
     removed = remove_uncommitted(state.store)  # parts of shard tries that failed or were abandoned
     if removed:
         extra = {**(extra or {}), "removed_uncommitted": removed.counts()}

@@ -26,7 +26,7 @@ def execute_inline(state: RunState, progress: Progress) -> RunOutcome:
     remaining = list(state.pending)
     running: int | None = None
     try:
-        runner = ShardRunner(state.spec, state.out, progress=progress)
+        runner = ShardRunner(state.spec, state.out, progress=progress, lease_token=state.lease_token)
         progress.work_started()
         while remaining and not stop.requested:
             task = remaining.pop(0)

@@ -7,7 +7,9 @@ mix their rows. So a driver first takes the output's lease, ``<out>/_lease.json`
 *stale*, and the next driver takes it over, when its holder's heartbeat is older than the
 expiry (``--lease-expiry``, default 120 s) or, on the same host, as soon as its process is gone
 (a driver killed with SIGKILL is resumed at once). The lease is released on every way out of
-the run; a holder that finds its lease taken over stops dispatching (``on_lost``).
+the run; a holder that finds its lease taken over stops dispatching (``on_lost``), and its
+workers, which may still be computing a shard, check the lease before they write anything
+(``LeaseFence``): a shard of a driver that lost its output is dropped, not committed.
 
 Taking, renewing and releasing are compare-and-swap operations:
 
@@ -43,6 +45,10 @@ LEASE = "_lease.json"
 LOCK = "_lease.lock"
 DEFAULT_EXPIRY = 120.0
 SETTLE = 2.0  # seconds a plain object store gets to show the last writer
+
+
+class LeaseLost(RuntimeError):
+    """The output's lease is no longer this run's: nothing more may be written there."""
 
 
 class LeaseHeld(RuntimeError):
@@ -412,3 +418,24 @@ def read_lease(store: OutputStore) -> LeaseInfo | None:
     """The output's current lease (held or stale), for `benchmark status` and `benchmark submit`."""
     content, _ = backend_for(store).read()
     return LeaseInfo.from_json(content) if content else None
+
+
+@dataclass(frozen=True)
+class LeaseFence:
+    """Called by a shard's writer before it writes (``ShardWriter(fence=...)``): raises ``LeaseLost``
+    unless the output's lease still carries ``token``. A driver whose lease was taken over stops
+    dispatching at its next heartbeat, but shards already running on its workers would otherwise
+    commit into an output that now belongs to another run (another spec after a ``--new-run``).
+    One read of the lease per check, so a stale commit can slip through only in the moment
+    between the check and the marker, not for the minutes a shard runs."""
+
+    out: str
+    token: str
+
+    def __call__(self) -> None:
+        store = OutputStore(self.out)
+        content, _ = backend_for(store).read()
+        if not content or content.get("token") != self.token:
+            holder = LeaseInfo.from_json(content).describe() if content else "nobody (the lease file is gone)"
+            raise LeaseLost(f"{store.display()}: this run no longer holds the output's lease (now held by {holder}); "
+                            "the shard is not written")

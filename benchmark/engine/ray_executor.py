@@ -106,6 +106,7 @@ class ShardActor:
         runner_factory: RunnerFactory | None = None,
         shipment: usercode.Shipment | None = None,
         progress_channel: str | None = None,
+        lease_token: str | None = None,
     ) -> None:
         """``progress_channel``: the name of the run's ``ProgressChannel`` actor. A name, not its
         handle: an actor handle among the constructor's arguments would keep Ray from restarting
@@ -119,7 +120,8 @@ class ShardActor:
         worker = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
         # device None: runtime.device decides; 'auto' means CUDA only when torch sees a GPU, so an
         # actor that Ray gave a GPU on a machine without CUDA (or a fake one in tests) runs on CPU.
-        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker, progress=_channel(progress_channel))
+        self.runner = (runner_factory or ShardRunner)(spec, out, worker=worker, progress=_channel(progress_channel),
+                                                      lease_token=lease_token)
 
     def describe(self) -> dict[str, Any]:
         return {"worker": self.runner.worker, "device": str(self.runner.model.device), "node": self.node, "code": self.code}
@@ -227,7 +229,7 @@ class RayExecution:
                 max_task_retries=0,
                 scheduling_strategy="SPREAD",
                 **({"runtime_env": runtime_env} if runtime_env else {}),
-            ).remote(self.state.spec, self.state.out, self.runner_factory, shipment, channel)
+            ).remote(self.state.spec, self.state.out, self.runner_factory, shipment, channel, self.state.lease_token)
             slot = Slot(index, name, handle)
             self.slots.append(slot)
             self._probe(slot)

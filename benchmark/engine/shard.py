@@ -27,6 +27,7 @@ from ..experiments.batch import BatchEvaluator
 from ..models import load_model, plan_for
 from ..models.threads import intra_op_threads
 from ..results import OutputStore, ShardWriter, table_schema
+from .lease import LeaseFence
 from .plan import ShardTask
 from .progress import ProgressSink, StateWork
 
@@ -73,9 +74,11 @@ class ShardRunner:
         worker: str | None = None,
         device: torch.device | None = None,
         progress: ProgressSink | None = None,
+        lease_token: str | None = None,
     ):
         """``progress``: where every finished model state of every batch is reported (the run's
-        progress bar, in this process or through Ray)."""
+        progress bar, in this process or through Ray). ``lease_token``: the driver's lease on the
+        output; a shard is written only while the output's lease still carries it."""
         self.spec = spec
         self.worker = worker or default_worker_name()
         self.model = load_model(spec, device)
@@ -83,7 +86,9 @@ class ShardRunner:
         self.evaluator = BatchEvaluator(spec, self.model, self.plan)
         self.dataset = build_dataset(spec)
         self.preprocess = Preprocess.from_spec(spec.dataset)
-        self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec))
+        fence = LeaseFence(out_uri, lease_token) if lease_token else None
+        self.fence = fence or (lambda: None)
+        self.writer = ShardWriter(OutputStore(out_uri), partition_of(spec), fence=fence)
         self.spec_hash = spec_hash(spec)
         self.progress = progress
         self.work = StateWork.of(self.evaluator.states, *self.evaluator.costs)
@@ -115,6 +120,7 @@ class ShardRunner:
     def run(self, task: ShardTask, attempt: int = 1) -> dict:
         """Evaluate, write and commit one shard, with ``runtime.threads`` torch threads whatever the
         machine (numbers must not depend on where a shard ran)."""
+        self.fence()  # a run that lost its output starts nothing more there
         with intra_op_threads(self.spec.runtime.threads):
             return self._run(task, attempt)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -54,12 +54,15 @@ def stamp_shard(table: pa.Table, schema: TableSchema, shard: int) -> pa.Table:
 
 class ShardWriter:
     """``tables``: those a run may write (stale parts of the others are removed on retry); default every
-    table with a schema."""
+    table with a schema. ``fence``: called before the first file of a shard and again before its
+    marker; it raises when this run may no longer write the output (``engine.lease.LeaseFence``)."""
 
-    def __init__(self, store: OutputStore, partition: dict[str, str], tables: tuple[str, ...] | None = None):
+    def __init__(self, store: OutputStore, partition: dict[str, str], tables: tuple[str, ...] | None = None,
+                 fence: Callable[[], None] | None = None):
         self.store = store
         self.partition = partition
         self.tables = tuple(table_names()) if tables is None else tables
+        self.fence = fence or (lambda: None)
 
     def _file(self, name: str, table: pa.Table, shard: int) -> bytes:
         schema = table_schema(name)
@@ -72,6 +75,7 @@ class ShardWriter:
             raise ValueError(f"shard {shard}: tables {sorted(unknown)} are not declared for this run")
         files: dict[str, dict[str, Any]] = {}
         encoded = {name: self._file(name, table, shard) for name, table in tables.items() if table.num_rows}
+        self.fence()
         for name in self.tables:
             path = part_path(name, self.partition, shard)
             if name in encoded:
@@ -80,6 +84,7 @@ class ShardWriter:
             else:
                 self.store.delete(path)
         marker = {"shard": shard, "files": files, "committed_at": time.time(), "schema_version": SCHEMA_VERSION, **info}
+        self.fence()
         self.store.write_json(marker_path(shard), marker)
         self.store.delete(failure_path(shard))
         return marker
@@ -88,6 +93,7 @@ class ShardWriter:
         """A shard that failed every attempt: its ``errors`` rows become visible, the shard stays
         uncommitted, so a resume tries it again."""
         path = part_path("errors", self.partition, shard)
+        self.fence()
         self.store.write_bytes(path, self._file("errors", errors, shard))
         marker = {
             "shard": shard,

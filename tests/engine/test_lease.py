@@ -183,3 +183,63 @@ def test_status_names_the_writer(tmp_path, capsys) -> None:
         assert "writer    run 'busy-job'" in capsys.readouterr().out
     main(["status", out])
     assert "writer    none (no driver holds the output's lease)" in capsys.readouterr().out
+
+
+# -- fencing: the workers of a driver that lost its lease write nothing -------------------------------
+def test_a_writer_of_a_lost_lease_writes_nothing(out) -> None:
+    """Item 1's hole: a driver whose lease was taken over stopped dispatching, but shards already
+    running on its workers still committed into an output that now belongs to another run."""
+    from benchmark.engine.lease import LeaseFence, LeaseLost
+    from benchmark.engine.shard import shard_failure_rows
+    from benchmark.results import ShardWriter, committed_shards, part_path
+
+    lease = take(out, name="old-holder")
+    store = OutputStore(out)
+    partition = {"model": "m", "dataset": "d"}
+    writer = ShardWriter(store, partition, fence=LeaseFence(out, lease.info.token))
+    writer.commit(0, {"errors": shard_failure_rows(0, 1, "a row")}, {})  # held: written
+    try:
+        plant(out, name="thief", heartbeat_at=time.time())  # taken over while shard 1 ran
+        with pytest.raises(LeaseLost, match=r"no longer holds the output's lease \(now held by run 'thief'"):
+            writer.commit(1, {"errors": shard_failure_rows(1, 1, "a row")}, {})
+        with pytest.raises(LeaseLost):
+            writer.record_failure(2, shard_failure_rows(2, 1, "failed"), {})
+        assert sorted(committed_shards(store)) == [0]
+        assert store.exists(part_path("errors", partition, 0))
+        for shard in (1, 2):
+            assert not store.exists(part_path("errors", partition, shard))
+    finally:
+        lease.release()
+    assert read_lease(store).name == "thief"
+
+
+def test_an_inline_run_that_lost_its_output_commits_no_shard_and_cleans_nothing(tmp_path) -> None:
+    """The driver side: every shard is refused at its start, no failure marker is written, and the
+    end of the run neither removes the new holder's files nor rewrites the manifest."""
+    from benchmark.config import validate_job
+    from benchmark.engine.driver import finish_run, prepare_run
+    from benchmark.engine.inline import execute_inline
+    from benchmark.engine.progress import Progress
+    from benchmark.engine.shard import partition_of
+    from benchmark.results import committed_shards, failed_shards, part_path
+
+    out = str(tmp_path / "out")
+    lease = take(out, name="quick")
+    try:
+        state = prepare_run(validate_job({**QUICK, "dataset": {**QUICK["dataset"], "synthetic_images": 2}}), out)
+        state.lease_token = lease.info.token
+        plant(out, name="thief", heartbeat_at=time.time())
+        # the new holder's shard 9, written but not yet committed: a leftover for cleanup, were the output ours
+        theirs = tmp_path / "out" / part_path("randomization", partition_of(state.spec), 9)
+        theirs.parent.mkdir(parents=True, exist_ok=True)
+        theirs.write_bytes(b"in flight")
+        outcome = execute_inline(state, Progress(2, len(state.tasks), enabled=False))
+        assert sorted(outcome.failed) == [task.shard for task in state.tasks] and not outcome.completed
+        assert all("no longer holds the output's lease" in reason for reason in outcome.failed.values())
+        manifest_before = OutputStore(out).read_json("manifest.json")
+        assert finish_run(state, outcome, 1.0) == state.manifest
+        assert OutputStore(out).read_json("manifest.json") == manifest_before
+        assert committed_shards(OutputStore(out)) == {} and failed_shards(OutputStore(out)) == {}
+        assert theirs.read_bytes() == b"in flight"
+    finally:
+        lease.release()
