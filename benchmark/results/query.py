@@ -217,9 +217,11 @@ class Results:
         return table.cast(aggregate_schema(name).arrow)
 
 
-def open_results(out: str) -> Results:
-    """Open an output folder/URI; a clear ``ResultsError`` when it is not a run's output."""
-    store = OutputStore(out)
+def open_results(out: str | OutputStore) -> Results:
+    """Open an output folder/URI (or an open store: its connection settings kept); a clear
+    ``ResultsError`` when it is not a run's output."""
+    store = out if isinstance(out, OutputStore) else OutputStore(out)
+    out = store.uri
     manifest = store.read_json(MANIFEST)
     if manifest is None:
         if not store.exists(""):

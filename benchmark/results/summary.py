@@ -48,14 +48,20 @@ def untrained_warning(manifest: dict) -> str | None:
 
 
 def agreement_summary(store: OutputStore) -> list[str]:
-    """The headline agreement rows and the main grid (with the noise baseline), as text."""
+    """The headline agreement rows and the main grid (with the noise baseline), as text. A run that
+    finished is not failed by its summary: if the table cannot be computed here (an unreadable
+    aggregate file of an earlier run, say), the summary says so and why."""
     from .agreement import agreement_grid, agreement_table, headline_sentences
     from .query import open_results
 
-    results = open_results(store.uri)
-    if not results.committed:
-        return []
-    table = agreement_table(results)
+    try:
+        results = open_results(store)
+        if not results.committed:
+            return []
+        table = agreement_table(results)
+    except Exception as error:  # noqa: BLE001 - reported, not raised: the run itself succeeded
+        return [f"The gap (agreement table) was not computed: {type(error).__name__}: {str(error).splitlines()[0]}; "
+                f"`benchmark aggregate {store.uri}` computes it"]
     if len(table) == 0:
         return []
     lines = ["The gap: Kendall's tau between each check's and each faithfulness score's method ranking, "
