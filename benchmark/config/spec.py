@@ -576,6 +576,26 @@ class OcclusionSpec(StrictModel):
     steps: int = Field(30, ge=1)
     blur_kernel: int = Field(15, ge=1)
     blur_padding: Literal["reflect", "replicate"] = "reflect"
+    orders: list[Literal["mif", "lif"]] = Field(
+        default_factory=lambda: ["mif"],
+        min_length=1,
+        description="Occlusion orders: mif (most relevant tiles first, the paper's) and lif (least relevant first); "
+        "both give the symmetric relevance gain SRG = mean(LIF curve) - mean(MIF curve) (Bluecher et al. 2024). "
+        "Each order is one more batch of forwards per method.",
+    )
+    imputers: list[Literal["blur", "mean"]] = Field(
+        default_factory=lambda: ["blur"],
+        min_length=1,
+        description="What replaces an occluded tile: blur (the blurred copy, supplement A.1) and/or mean (the "
+        "image's per-channel mean colour).",
+    )
+
+    @field_validator("kernels", "orders", "imputers")
+    @classmethod
+    def _distinct(cls, value: list) -> list:
+        if len(set(value)) != len(value):
+            raise ValueError(f"values must be distinct, got {value}")
+        return value
 
 
 class MapOutputSpec(StrictModel):

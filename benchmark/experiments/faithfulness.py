@@ -1,4 +1,5 @@
-"""Occlusion faithfulness of the trained model's maps, as rows of the ``occlusion`` table (DESIGN §6)."""
+"""Occlusion faithfulness of the trained model's maps, as rows of the ``occlusion`` table (DESIGN §6):
+one curve per image, method, kernel, order (mif, lif) and imputer (blur, mean)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ from ..models.bundle import ModelBundle
 from ..profiling import span
 from .base import Experiment, Setup, register_experiment
 from .grid import axis_column, grid_index, list_column
-from .occlusion import OcclusionCurves, box_blur, occlusion_curves
+from .occlusion import OcclusionCurves, imputed, occlusion_variants
 from .state import Batch, ModelState
 
 
 def occlusion_forwards(spec: OcclusionSpec, methods: int, image_size: int) -> int:
     """Forward passes per image of the occlusion curves: f0 once per kernel, then every step that
-    still occludes a new tile (beyond all tiles the curve is flat and not recomputed)."""
+    still occludes a new tile (beyond all tiles the curve is flat and not recomputed), per method,
+    order and imputer."""
+    variants = len(spec.orders) * len(spec.imputers)
     total = 0
     for kernel in spec.kernels:
         tiles = math.ceil(image_size / kernel) ** 2
-        total += 1 + methods * min(spec.steps, tiles)
+        total += 1 + variants * methods * min(spec.steps, tiles)
     return total
 
 
@@ -66,15 +69,16 @@ class FaithfulnessCheck(Experiment):
         return {} if self._rows is None else {"occlusion": self._rows}
 
     def run(self, pixels: torch.Tensor, maps: list[torch.Tensor], targets: torch.Tensor) -> list[OcclusionCurves]:
-        """Curves for every kernel; ``maps`` are the methods' stage-0 maps [N,H,W]."""
-        blurred = box_blur(pixels, self.spec.blur_kernel, self.spec.blur_padding)
+        """Curves for every kernel, imputer and order; ``maps`` are the methods' stage-0 maps [N,H,W]."""
+        fills = {name: imputed(pixels, name, self.spec.blur_kernel, self.spec.blur_padding) for name in self.spec.imputers}
         stacked = torch.stack(maps)
         return [
-            occlusion_curves(
-                self.model, pixels, stacked, targets,
-                kernel=kernel, steps=self.spec.steps, blurred=blurred, chunk_size=self.chunk_size,
-            )
+            curves
             for kernel in self.spec.kernels
+            for curves in occlusion_variants(
+                self.model, pixels, stacked, targets,
+                kernel=kernel, steps=self.spec.steps, fills=fills, orders=self.spec.orders, chunk_size=self.chunk_size,
+            )
         ]
 
     def table(self, curves: list[OcclusionCurves], image_ids: list[str], targets: torch.Tensor) -> pa.Table:
@@ -93,6 +97,8 @@ class FaithfulnessCheck(Experiment):
                         "reduction": axis_column([m.reduction for m in self.methods], methods, pa.string()),
                         "target": pa.array(target_array[images]),
                         "kernel": pa.array(np.full(count, result.kernel, dtype=np.int32)),
+                        "order": pa.array([result.order] * count, pa.string()),
+                        "imputer": pa.array([result.imputer] * count, pa.string()),
                         "curve": list_column(probability.reshape(count, length)),
                         "logit_curve": list_column(result.logit.cpu().numpy().reshape(count, length)),
                         "auc": pa.array(result.auc().cpu().numpy().ravel().astype(np.float64)),

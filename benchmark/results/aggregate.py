@@ -7,7 +7,7 @@ Written to ``<out>/aggregates/<name>.parquet`` (and ``.csv``), each against its 
   normalization and signed/abs: mean, std, count (and NaN count) and a bootstrap CI over
   images (each image's value averaged over seeds first), with the mean Theorem 1/4 bound;
 - ``occlusion_curves`` / ``occlusion_scores``: the mean occlusion curve with its band, and the
-  mean auc/aopc, per kernel and method;
+  mean auc/aopc (and SRG where both orders ran), per kernel, order, imputer and method;
 - ``rankings`` and ``rank_agreement``: methods ranked by the randomization check (per stage and
   over all stages) and by occlusion faithfulness, and Kendall's tau between the two: the paper's
   gap as one number (``headline``);
@@ -17,7 +17,10 @@ Written to ``<out>/aggregates/<name>.parquet`` (and ``.csv``), each against its 
   (Fig. 4) when those tables have rows;
 - ``check_stats``: the repaired checks of ``check_scores`` (sMPRT, eMPRT, random logit, the paper's
   §5 refinements) per check, score, method, variant and stage, with each score's direction;
-- ``sign_flip_stats``: the fraction of image × seed pairs whose explained logit changed sign, per stage.
+- ``sign_flip_stats``: the fraction of image × seed pairs whose explained logit changed sign, per stage;
+- ``agreement``: the gap, honestly — Kendall's tau with a bootstrap CI between every check variant's
+  (MPRT, the repaired checks) and every faithfulness score's (MIF, LIF, SRG per imputer) method
+  ranking, with and without the noise baseline, and sensitivity rows (``benchmark.results.agreement``).
 
 Steps run in order and each sees the tables of the earlier ones (rankings need the stats), so
 another experiment adds its aggregate by appending a step to ``STEPS``.
@@ -103,7 +106,7 @@ def occlusion_step(context: Context) -> dict[str, pd.DataFrame]:
     keys = ["method", "reduction"]
     curves, scores, relative = [], [], []
     baseline = random_order_method(context.results.manifest)
-    for chunk in context.chunks("occlusion", ["model", "dataset", "kernel"], "occlusion"):
+    for chunk in context.chunks("occlusion", ["model", "dataset", "kernel", "order", "imputer"], "occlusion"):
         where, params = _where(chunk)
         points = context.results.sql(
             f"""SELECT method, reduction, image_id, generate_subscripts(curve, 1) - 1 AS step,
@@ -122,6 +125,15 @@ def occlusion_step(context: Context) -> dict[str, pd.DataFrame]:
         scores.append(image_stats(summary, keys + ["score"], context.settings).assign(**chunk))
         if baseline is not None and (points.method == baseline).any():
             relative.append(_relative_curves(points, baseline, keys, context.settings).assign(**chunk))
+    # SRG = mean(LIF curve) - mean(MIF curve) per image, where both orders were run
+    srg = context.results.sql(
+        """SELECT model, dataset, kernel, imputer, method, reduction, image_id, 'srg' AS score,
+                  avg(auc) FILTER (WHERE "order" = 'lif') - avg(auc) FILTER (WHERE "order" = 'mif') AS value
+           FROM occlusion GROUP BY ALL HAVING count(DISTINCT "order") = 2"""
+    ).to_pandas()
+    for chunk, frame in srg.groupby(["model", "dataset", "kernel", "imputer"]):
+        stats = image_stats(frame, keys + ["score"], context.settings)
+        scores.append(stats.assign(**dict(zip(["model", "dataset", "kernel", "imputer"], chunk)), order=None))
     tables = {
         "occlusion_curves": pd.concat(curves, ignore_index=True),
         "occlusion_scores": pd.concat(scores, ignore_index=True),
@@ -169,7 +181,8 @@ def ranking_step(context: Context) -> dict[str, pd.DataFrame]:
         pieces.append(_ranked(randomization.assign(check="randomization", kernel=pd.NA),
                               ["model", "dataset", "mode", "stage", "metric", "normalization", "absolute"]))
     if scores is not None:
-        faithfulness = scores.rename(columns={"mean": "score", "score": "metric"})[
+        paper = scores[(scores["order"] == "mif") & (scores["imputer"] == "blur")]  # the agreement aggregate has the rest
+        faithfulness = paper.rename(columns={"mean": "score", "score": "metric"})[
             ["model", "dataset", "kernel", "metric", "method", "score"]
         ]
         pieces.append(_ranked(faithfulness.assign(check="faithfulness", mode=pd.NA, stage=pd.NA,
@@ -409,9 +422,18 @@ def sign_flip_step(context: Context) -> dict[str, pd.DataFrame]:
     return {"sign_flip_stats": stats}
 
 
+def agreement_step(context: Context) -> dict[str, pd.DataFrame]:
+    """The gap, honestly: Kendall's tau between every check variant's and every faithfulness score's
+    method ranking, with a bootstrap CI over images (``benchmark.results.agreement``)."""
+    from .agreement import agreement_table
+
+    table = agreement_table(context.results, context.settings)
+    return {"agreement": table} if len(table) else {}
+
+
 STEPS: list[Step] = [
     randomization_step, occlusion_step, ranking_step, activation_step, overtaking_step, logit_step, skip_path_step,
-    kept_features_step, check_step, sign_flip_step,
+    kept_features_step, check_step, sign_flip_step, agreement_step,
 ]
 
 

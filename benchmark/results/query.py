@@ -217,9 +217,11 @@ class Results:
         return table.cast(aggregate_schema(name).arrow)
 
 
-def open_results(out: str) -> Results:
-    """Open an output folder/URI; a clear ``ResultsError`` when it is not a run's output."""
-    store = OutputStore(out)
+def open_results(out: str | OutputStore) -> Results:
+    """Open an output folder/URI (or an open store: its connection settings kept); a clear
+    ``ResultsError`` when it is not a run's output."""
+    store = out if isinstance(out, OutputStore) else OutputStore(out)
+    out = store.uri
     manifest = store.read_json(MANIFEST)
     if manifest is None:
         if not store.exists(""):
@@ -287,7 +289,6 @@ def _create_view(
     partitioned: bool = True,
 ) -> None:
     files = list(files)
-    columns = ", ".join(_quote(c) for c in schema.arrow.names)
     if not files:
         source = f"__empty_{name}"
         connection.register(source, schema.arrow.empty_table())
@@ -297,6 +298,8 @@ def _create_view(
         if partitioned and schema.partition:
             types = ", ".join(f"{_literal(k)}: 'VARCHAR'" for k in schema.partition)
             options = f", hive_partitioning = true, hive_types = {{{types}}}, hive_types_autocast = false"
+        if schema.defaults:
+            options += ", union_by_name = true"
         source = f"read_parquet([{paths}]{options})"
     else:
         source = f"__dataset_{name}"
@@ -312,4 +315,12 @@ def _create_view(
             partition_base_dir=store.path(name) if partitioning else None,
         )
         connection.register(source, dataset)
+    columns = ", ".join(_quote(c) for c in schema.arrow.names)
+    if schema.defaults:  # files written before a column existed: its declared default
+        present = {row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        columns = ", ".join(
+            _quote(c) if c not in schema.defaults
+            else f"coalesce({_quote(c)}, {_literal(str(schema.defaults[c]))}) AS {_quote(c)}" if c in present
+            else f"{_literal(str(schema.defaults[c]))} AS {_quote(c)}"
+            for c in schema.arrow.names)
     connection.execute(f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT {columns} FROM {source}")

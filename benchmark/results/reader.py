@@ -8,7 +8,7 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import check_version, metadata_version, table_schema
+from .schema import check_version, metadata_version, table_schema, with_defaults
 from .store import COMMITS, FAILURES, OutputStore
 
 _MARKER = re.compile(r"shard-(\d+)\.json$")
@@ -83,12 +83,14 @@ def read_table(
             check_version(found, store.display(relative))
         # one thread: the files are per shard and small, and Arrow's thread pool, once started, can
         # abort a short-lived command at interpreter exit (apache/arrow#34314)
-        piece = file.read(columns=[name for name in names if name not in schema.partition], use_threads=False)
+        stored = set(file.schema_arrow.names)  # a file written before a column existed: with_defaults adds it
+        piece = file.read(columns=[name for name in names if name not in schema.partition and name in stored],
+                          use_threads=False)
         values = dict(_PARTITION.findall(relative))
         for key in schema.partition:
             if key in names:
                 piece = piece.append_column(key, pa.array([values[key]] * piece.num_rows, pa.string()))
-        pieces.append(piece.select(names))
+        pieces.append(with_defaults(piece, schema).select(names))
     if not pieces:
         return pa.Table.from_batches([], schema=wanted)  # not empty_table(): it imports pandas
     return pa.concat_tables(pieces).cast(wanted)

@@ -1,7 +1,8 @@
 """``benchmark report``: one self-contained HTML page of a run.
 
-The page reads like a paper's appendix: a table of contents, the run (what, where, how long),
-the paper's gap as one number (Kendall's tau between the randomization check's ranking and the
+The page reads like a paper's appendix: a table of contents, the agreement table first (every
+check variant against every faithfulness score, Kendall's τ with bootstrap CIs:
+``benchmark.results.agreement``), the run (what, where, how long), the paper's gap as one number (Kendall's tau between the randomization check's ranking and the
 faithfulness ranking), the rankings, every figure numbered with its caption (embedded as compact
 PNG data URIs, so the file can be mailed or archived alone), the aggregate tables (wide ones
 scroll sideways, long ones are collapsed), the images that could not be read and why, and the
@@ -22,15 +23,17 @@ import pandas as pd
 import pyarrow as pa
 
 from ..metrics.scores import AUC, label
+from .agreement import agreement_grid, headline_sentences, sensitivity_grid
 from .errors import load_failures
 from .plots import PaperFigure
 from .query import Results
 from .store import REPORT
+from .summary import untrained_warning
 
 MAX_ERROR_ROWS = 500
 OPEN_ROWS = 15  # tables longer than this are collapsed (<details>)
 SECTIONS = (
-    ("run", "Run"), ("gap", "The gap: randomization check vs. faithfulness"), ("rankings", "Method rankings"),
+    ("agreement", "The gap, honestly: randomization checks vs. faithfulness"), ("run", "Run"), ("gap", "The gap: randomization check vs. faithfulness"), ("rankings", "Method rankings"),
     ("figures", "Figures"), ("sign_flips", "Sign flips of the explained logit"), ("tables", "Aggregate tables"),
     ("errors", "Errors"), ("manifest", "Manifest"),
 )
@@ -89,6 +92,7 @@ def build_report(
     manifest = results.manifest
     shown = [figure for figure in figures if figure.png is not None]
     bodies = {
+        "agreement": _agreement(aggregates),
         "run": _run_summary(results, aggregates_meta),
         "gap": _gap(aggregates),
         "rankings": _rankings(aggregates),
@@ -141,6 +145,8 @@ def _warnings(results: Results, meta: dict[str, Any] | None) -> list[str]:
                      f"rerun `benchmark run` on this output to complete it.")
     if results.failed:
         notes.append(f"Failed shards: {', '.join(map(str, sorted(results.failed)))} (see Errors).")
+    if (untrained := untrained_warning(results.manifest)) is not None:
+        notes.append(untrained[len("warning: "):].capitalize() + " (heat maps are labelled 'untrained').")
     return [f'<div class="warn">{_e(note)}</div>' for note in notes]
 
 
@@ -186,6 +192,37 @@ def _method_label(method: dict) -> str:
     settings = {k: v for k, v in method.items() if k not in ("name", "label") and v is not None}
     label = method.get("label") or method.get("name")
     return f"{label} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else str(label)
+
+
+def _agreement(aggregates: dict[str, pa.Table]) -> list[str]:
+    """The headline: Kendall's τ with bootstrap CIs between every check's and every faithfulness score's ranking."""
+    table = aggregates.get("agreement")
+    if table is None or not table.num_rows:
+        return ["<p>Not available: needs randomization-check results and occlusion curves of the same methods.</p>"]
+    frame = table.to_pandas()
+    body = [f'<div class="gap">{_e(s)}</div>' for s in headline_sentences(frame)]
+    body.append("<p>Kendall's τ-b between the method ranking by each check variant (mean over stages and seeds per "
+                "image; a method ranks first when its map changes most) and by each occlusion faithfulness score, "
+                "[95 % percentile bootstrap CI over images, both rankings recomputed per resample]; <b>*</b> marks a "
+                "CI that excludes 0. Every other cell's CI includes 0: the images do not settle whether that check "
+                "agrees with faithfulness. τ &gt; 0: the check orders methods as faithfulness does; τ &lt; 0: the "
+                "other way round (the paper's gap). Largest tile size; all rows in "
+                "<code>aggregates/agreement.csv</code>.</p>")
+    for with_noise, title in ((True, "with the noise baseline"), (False, "without the noise baseline")):
+        grid = agreement_grid(frame, with_noise)
+        if len(grid):
+            body.append(f"<h3>{_e(title)}</h3>")
+            body.append(f'<div class="scroll">{_table(grid)}</div>')
+    sensitivity = sensitivity_grid(frame)
+    if len(sensitivity):
+        body.append("<h3>Sensitivity: choices that are not about the explanation</h3>"
+                    "<p>τ against MIF (blurred copy, largest tile size, with the noise baseline) under the default "
+                    "choices (second-moment normalization, signed maps, LRP seeded with 1) and with one of them "
+                    "changed: another normalization, absolute maps, every LRP method replaced by its twin seeded "
+                    "with the logit (<code>_logit</code>). All rows: column <code>varied</code> of "
+                    "<code>aggregates/agreement.csv</code>.</p>")
+        body.append(f'<div class="scroll">{_table(sensitivity)}</div>')
+    return body
 
 
 def _gap(aggregates: dict[str, pa.Table]) -> list[str]:

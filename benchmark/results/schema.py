@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class TableSchema:
     arrow: pa.Schema  # every column, partition columns included
     partition: tuple[str, ...]  # columns stored in the path (model=…/dataset=…), not in the file
     descriptions: dict[str, str]
+    # Columns added to the table after files were written without them, and the value such files read as.
+    defaults: dict[str, object] = dataclass_field(default_factory=dict)
 
     @property
     def file_schema(self) -> pa.Schema:
@@ -89,6 +92,7 @@ def _parse_schema(name: str, data: dict) -> TableSchema:
         arrow=pa.schema(fields, metadata=metadata),
         partition=tuple(f["name"] for f in data["fields"] if f.get("partition")),
         descriptions={f["name"]: f.get("description", "") for f in data["fields"]},
+        defaults={f["name"]: f["default"] for f in data["fields"] if "default" in f},
     )
 
 
@@ -129,6 +133,16 @@ def declare_table(name: str, description: str, fields: list[dict]) -> TableSchem
             "fields": list(fields) + [f for f in _STAMPED if f["name"] not in names]}
     DECLARED[name] = schema = _parse_schema(name, data)
     return schema
+
+
+def with_defaults(table: pa.Table, schema: TableSchema) -> pa.Table:
+    """A file's table with the columns added to its schema since it was written, at their declared
+    ``default`` (an output of an earlier release reads as it would have been written now)."""
+    for name, value in schema.defaults.items():
+        if name not in table.column_names:
+            field = schema.arrow.field(name)
+            table = table.append_column(field, pa.array([value] * table.num_rows, field.type))
+    return table
 
 
 def forget_table(name: str) -> None:
@@ -220,10 +234,12 @@ def _own_version() -> str:
 def conform(table: pa.Table, schema: TableSchema, partition_values: dict[str, str]) -> pa.Table:
     """Check a table against its schema and return it in the file layout (partition columns dropped).
 
-    Columns must all be present (no extras); types are cast only where the cast is lossless in
+    Columns must all be present (no extras; one with a declared ``default`` is added at that value);
+    types are cast only where the cast is lossless in
     kind (e.g. int64 -> int32 of small values); nulls in non-nullable columns are errors.
     """
     expected = schema.file_schema
+    table = with_defaults(table, schema)  # a column with a declared default may be left out
     names = set(table.column_names) - set(schema.partition)
     missing = [f.name for f in expected if f.name not in names]
     extra = sorted(names - set(expected.names))

@@ -1,8 +1,10 @@
-"""The short summary printed at the end of a run, over every committed shard of the output: what
-each table the run wrote says in a few numbers (mean SSIM per method and stage, mean occlusion
-scores, logit correlation per stage, activation statistics, skip-path shares, kept-layer
-similarity), a warning for methods whose trained-model maps were degenerate (all zero, or not
-finite) for some images, and the images that could not be read, with the reason."""
+"""The short summary printed at the end of a run, over every committed shard of the output: first
+the agreement between the checks' and faithfulness's method rankings (the headline,
+``benchmark.results.agreement``), then what each table the run wrote says in a few numbers (mean
+SSIM per method and stage, mean occlusion scores, logit correlation per stage, activation
+statistics, skip-path shares, kept-layer similarity), a warning for methods whose trained-model
+maps were degenerate (all zero, or not finite) for some images and one for a model with untrained
+weights, and the images that could not be read, with the reason."""
 
 from __future__ import annotations
 
@@ -26,10 +28,52 @@ def randomization_summary(store: OutputStore, metric: str = HEADLINE, normalizat
 
 
 def occlusion_summary(store: OutputStore) -> pd.DataFrame:
+    """Mean auc and aopc per method and kernel of the paper's curves (most relevant first, blurred copy)."""
     table = read_table(store, "occlusion").to_pandas()
+    table = table[(table["order"] == "mif") & (table["imputer"] == "blur")]
     if table.empty:
         return table
     return table.pivot_table(index="method", columns="kernel", values=["auc", "aopc"], aggfunc="mean")
+
+
+def untrained_warning(manifest: dict) -> str | None:
+    """A warning when the run's model has untrained (random) weights: its checks and maps say nothing
+    about a trained network's explanations (heat-map figures are labelled 'untrained' then)."""
+    weights = str(manifest.get("weights", ""))
+    requested = str(manifest.get("spec", {}).get("model", {}).get("weights", ""))
+    if weights.startswith("random") or requested == "random":
+        return (f"warning: the model has untrained weights ({weights or requested}): rankings, the agreement "
+                "table and every map describe a random network, not a trained one")
+    return None
+
+
+def agreement_summary(store: OutputStore) -> list[str]:
+    """The headline agreement rows and the main grid (with the noise baseline), as text. A run that
+    finished is not failed by its summary: if the table cannot be computed here (an unreadable
+    aggregate file of an earlier run, say), the summary says so and why."""
+    from .agreement import agreement_grid, agreement_table, headline_sentences
+    from .query import open_results
+
+    try:
+        results = open_results(store)
+        if not results.committed:
+            return []
+        table = agreement_table(results)
+    except Exception as error:  # noqa: BLE001 - reported, not raised: the run itself succeeded
+        return [f"The gap (agreement table) was not computed: {type(error).__name__}: {str(error).splitlines()[0]}; "
+                f"`benchmark aggregate {store.uri}` computes it"]
+    if len(table) == 0:
+        return []
+    lines = ["The gap: Kendall's tau between each check's and each faithfulness score's method ranking, "
+             "[95 % bootstrap CI over images], * = the CI excludes 0 (with the noise baseline, largest tile size; "
+             "every row, without noise and the sensitivity rows: benchmark aggregate -> aggregates/agreement.csv):"]
+    lines += headline_sentences(table)
+    grid = agreement_grid(table)
+    if len(grid):
+        one_model = len(grid[["model", "dataset"]].drop_duplicates()) == 1
+        lines.append(grid.drop(columns=["model", "dataset"]).set_index("variant").to_string() if one_model
+                     else grid.to_string(index=False))
+    return lines
 
 
 def _stage_names(frame: pd.DataFrame) -> dict[int, str]:
@@ -116,6 +160,11 @@ def degenerate_warnings(store: OutputStore) -> list[str]:
 
 def format_summary(store: OutputStore) -> str:
     lines = degenerate_warnings(store)
+    if (untrained := untrained_warning(store.read_json("manifest.json") or {})) is not None:
+        lines.append(untrained)
+    agreement = agreement_summary(store)
+    if agreement:
+        lines += ([""] if lines else []) + agreement
     for summary, heading, number in _sections():
         frame = summary(store)
         if not frame.empty:

@@ -170,6 +170,17 @@ def test_the_tuned_settings_are_reported(report) -> None:
     assert execution["described"].startswith(f"chunk {execution['settings']['chunk_size']},")
 
 
+def test_both_orders_and_imputers_are_declared_and_counted(tmp_path) -> None:
+    both = {"kernels": [8, 16], "steps": 6, "orders": ["mif", "lif"], "imputers": ["blur", "mean"]}
+    spec = validate_job({**JOB, "occlusion": both})
+    assert occlusion_forwards(spec, methods=6, image_size=32) == (1 + 4 * 6 * 6) + (1 + 4 * 6 * 4)  # 16 px: 4 tiles
+    job = {**JOB, "occlusion": both, "randomization": {"seeds": [0], "max_boundaries": 0},
+           "methods": [{"name": "gradient"}, {"name": "noise"}]}
+    measured = measure_pipeline(validate_job(job), str(tmp_path / "out"))
+    assert measured.expected.forward_only == 1 + 1 + (1 + 4 * 2 * 6) + (1 + 4 * 2 * 4)  # trained, one state, occlusion
+    assert measured.recorded == measured.expected
+
+
 def test_cli_prints_and_writes_json(tmp_path, capsys) -> None:
     job = write_job(tmp_path, {**JOB, "methods": [{"name": "gradient"}], "randomization": {"max_boundaries": 0}})
     assert main(["bench", str(job), "--images", "2", "--no-quantus", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0

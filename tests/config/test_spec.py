@@ -140,3 +140,15 @@ def test_paper_experiments_refuse_what_they_cannot_run() -> None:
         validate_job({**MINIMAL, "kept_activation_explanation": {"enabled": "maybe"}})
     spec = validate_job({**MINIMAL, "activations": {"enabled": True}, "logits": {"enabled": True}})
     assert spec.activations.layers is None and not spec.skip_path.enabled and spec.skip_path.block == "layer4.2"
+
+
+def test_occlusion_orders_and_imputers_are_validated_with_their_key_paths() -> None:
+    spec = validate_job({**MINIMAL, "occlusion": {"orders": ["mif", "lif"], "imputers": ["blur", "mean"]}})
+    assert spec.occlusion.orders == ["mif", "lif"] and spec.occlusion.imputers == ["blur", "mean"]
+    assert validate_job(MINIMAL).occlusion.orders == ["mif"] and validate_job(MINIMAL).occlusion.imputers == ["blur"]
+    with pytest.raises(SpecError, match=r"occlusion.orders.1: Input should be 'mif' or 'lif'"):
+        validate_job({**MINIMAL, "occlusion": {"orders": ["mif", "random"]}})
+    with pytest.raises(SpecError, match=r"occlusion.imputers: .*distinct"):
+        validate_job({**MINIMAL, "occlusion": {"imputers": ["mean", "mean"]}})
+    with pytest.raises(SpecError, match=r"occlusion.imputers: .*at least 1"):
+        validate_job({**MINIMAL, "occlusion": {"imputers": []}})

@@ -8,7 +8,10 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from benchmark.experiments.occlusion import OcclusionCurves, box_blur, occlusion_curves, target_scores
+from benchmark.experiments.occlusion import (
+    OcclusionCurves, box_blur, imputed, mean_colour, occlusion_curves, occlusion_variants, symmetric_relevance_gain,
+    target_scores,
+)
 from benchmark.experiments.tiles import tile_ranking
 from benchmark.models.bundle import ModelBundle
 from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD, model_def
@@ -285,3 +288,92 @@ def test_float32_images_with_half_precision_maps(rng):
     assert ((result.probability > 0) & (result.probability < 1)).all()
     ranks, _ = tile_ranking(maps[0], 15)
     np.testing.assert_array_equal(ranks[0].numpy(), reference_ranks(maps[0, 0].float().numpy(), 15)[0])
+
+
+# --- both orders and two imputers (Blücher et al. 2024) ---------------------------------------
+
+
+def reference_lif_ranks(score: np.ndarray, tile: int) -> np.ndarray:
+    """Rank map for least relevant first: lowest tile mean first, ties to the lower tile index."""
+    height, width = score.shape
+    boxes = [(top, left) for top in range(0, height, tile) for left in range(0, width, tile)]
+    means = [score[top : top + tile, left : left + tile].mean() for top, left in boxes]
+    order = sorted(range(len(boxes)), key=lambda index: (means[index], index))
+    ranks = np.empty((height, width), dtype=np.int64)
+    for rank, index in enumerate(order):
+        top, left = boxes[index]
+        ranks[top : top + tile, left : left + tile] = rank
+    return ranks
+
+
+def test_mean_colour_is_each_channels_mean():
+    pixels = torch.rand(2, 3, 7, 9, dtype=DTYPE)
+    filled = mean_colour(pixels)
+    expected = pixels.numpy().mean(axis=(2, 3))[:, :, None, None] * np.ones((1, 1, 7, 9))
+    np.testing.assert_allclose(filled.numpy(), expected, rtol=0, atol=1e-15)
+    assert torch.equal(imputed(pixels, "mean", 3), filled) and torch.equal(imputed(pixels, "blur", 3), box_blur(pixels, 3))
+    with pytest.raises(ValueError, match="imputer must be one of"):
+        imputed(pixels, "zeros", 3)
+
+
+def test_lif_and_srg_equal_the_analytic_model_for_both_imputers(rng):
+    """MassModel: occluding lowers logit_c by a_c × the removed mass, so every curve point is known in closed
+    form from the reference tile order (descending for MIF, ascending for LIF) and the fill."""
+    pixels, maps, blurred = random_case(rng, methods=2, images=3, height=20, width=27)
+    targets = torch.tensor([0, 2, 1])
+    model = mass_bundle()
+    slopes, offsets = model.module.slopes, model.module.offsets
+    fills = {"blur": blurred, "mean": mean_colour(pixels)}
+    curves = occlusion_variants(model, pixels, maps, targets, kernel=8, steps=5, fills=fills, orders=("mif", "lif"),
+                                chunk_size=7)
+    assert [(c.imputer, c.order) for c in curves] == [("blur", "mif"), ("blur", "lif"), ("mean", "mif"), ("mean", "lif")]
+    for result in curves:
+        fill = fills[result.imputer]
+        for m in range(2):
+            for n in range(3):
+                score = maps[m, n].numpy()
+                ranks = reference_ranks(score, 8)[0] if result.order == "mif" else reference_lif_ranks(score, 8)
+                difference = (pixels[n] - fill[n]).sum(dim=0).numpy()
+                removed = torch.tensor([difference[ranks < t].sum() for t in range(6)], dtype=DTYPE)
+                logits = ((pixels[n] - 0.5).sum() - removed)[:, None] * slopes + offsets
+                target = int(targets[n])
+                torch.testing.assert_close(result.logit[m, n], logits[:, target], rtol=0, atol=1e-10)
+                torch.testing.assert_close(result.probability[m, n], logits.softmax(-1)[:, target], rtol=0, atol=1e-12)
+    for mif, lif in ((curves[0], curves[1]), (curves[2], curves[3])):
+        direct = lif.probability.numpy().mean(-1) - mif.probability.numpy().mean(-1)
+        np.testing.assert_allclose(symmetric_relevance_gain(mif, lif).numpy(), direct, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="SRG needs"):
+        symmetric_relevance_gain(curves[0], curves[3])  # another imputer
+
+
+def test_all_variants_share_one_stream_and_equal_separate_runs(rng):
+    pixels, maps, blurred = random_case(rng, methods=2, images=2, height=24, width=20)
+    targets = torch.tensor([1, 0])
+    fills = {"blur": blurred, "mean": mean_colour(pixels)}
+    model = mass_bundle()
+    together = occlusion_variants(model, pixels, maps, targets, kernel=8, steps=4, fills=fills,
+                                  orders=("mif", "lif"), chunk_size=5)
+    assert len(torch.cat(model.module.seen)) == 2 + 4 * 2 * 2 * 4  # f_0 once; variants x methods x images x steps
+    for result in together:
+        alone = occlusion_variants(mass_bundle(), pixels, maps, targets, kernel=8, steps=4,
+                                   fills={result.imputer: fills[result.imputer]}, orders=(result.order,), chunk_size=64)[0]
+        assert torch.equal(result.probability, alone.probability) and torch.equal(result.logit, alone.logit)
+    mif = occlusion_curves(mass_bundle(), pixels, maps, targets, kernel=8, steps=4, blurred=blurred, chunk_size=3)
+    assert torch.equal(mif.probability, together[0].probability)
+
+
+def test_lif_of_the_negated_map_is_mif_of_the_map_without_ties(rng):
+    pixels, maps, blurred = random_case(rng, methods=1, images=2, height=16, width=16)
+    targets = torch.tensor([0, 1])
+    settings = dict(kernel=8, steps=4, fills={"blur": blurred}, chunk_size=64)
+    mif = occlusion_variants(mass_bundle(), pixels, maps, targets, orders=("mif",), **settings)[0]
+    lif = occlusion_variants(mass_bundle(), pixels, -maps, targets, orders=("lif",), **settings)[0]
+    assert torch.equal(mif.probability, lif.probability)
+
+
+def test_rejects_unknown_or_repeated_orders(rng):
+    pixels, maps, blurred = random_case(rng, methods=1, images=2, height=20, width=20)
+    for orders in (("mif", "mif"), ("random",), ()):
+        with pytest.raises(ValueError, match="order"):
+            occlusion_variants(mass_bundle(), pixels, maps, torch.tensor([0, 1]), kernel=8, steps=3,
+                               fills={"blur": blurred}, orders=orders, chunk_size=4)

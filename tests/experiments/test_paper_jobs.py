@@ -58,6 +58,8 @@ def tiny(raw: dict, fixtures: Path) -> dict:
             method["steps"] = 2
         if "samples" in method:
             method["samples"] = 2
+    if job.get("smprt", {}).get("enabled"):
+        job["smprt"]["samples"] = 2  # noisy copies per explanation (default 50)
     if job.get("occlusion", {}).get("enabled", True):
         job.setdefault("occlusion", {})["steps"] = 3
     save_maps = job.get("runtime", {}).get("save_maps", 0)

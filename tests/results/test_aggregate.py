@@ -90,7 +90,7 @@ def test_written_files_match_schemas_and_meta(aggregated_run) -> None:
         assert len(pd.read_csv(aggregated_run / "aggregates" / f"{name}.csv")) == rows
     assert set(meta["tables"]) == {"randomization_stats", "occlusion_curves", "occlusion_scores", "rankings", "rank_agreement",
                                    "occlusion_relative",  # the job has a noise method: the random tile order
-                                   "sign_flip_stats"}
+                                   "sign_flip_stats", "agreement"}
 
 
 def known_ranking_output(folder, nan_images=()):

@@ -49,14 +49,18 @@ def test_report_is_self_contained_and_embeds_every_figure(report) -> None:
 def test_report_sections(report) -> None:
     out, html = report
     results = open_results(str(out))
-    headings = ("Run", "The gap: randomization check vs. faithfulness", "Method rankings", "Figures",
+    headings = ("The gap, honestly: randomization checks vs. faithfulness", "Run",
+                "The gap: randomization check vs. faithfulness", "Method rankings", "Figures",
                 "Sign flips of the explained logit", "Aggregate tables", "Errors", "Manifest")
     for number, heading in enumerate(headings, start=1):
         assert f'<span class="num">{number}</span>{heading}</h2>' in html
     # a table of contents: every section and every figure, linked to its anchor
     contents = re.search(r'<nav class="toc">(.*?)</nav>', html).group(1)
     anchors = re.findall(r'href="#([^"]+)"', contents)
-    assert anchors[:4] == ["run", "gap", "rankings", "figures"] and len(anchors) == len(headings) + FIGURES
+    assert anchors[:5] == ["agreement", "run", "gap", "rankings", "figures"] and len(anchors) == len(headings) + FIGURES
+    # the agreement table is the headline; random weights are said at the top
+    assert html.index("The model has untrained weights") < html.index("<h2")
+    assert "MIF blur k=8" in html and "the CI includes 0" in html
     assert all(f'id="{anchor}"' in html for anchor in anchors)
     assert "Figure 1.</span>" in html and f"Figure {FIGURES}.</span>" in html
     # wide tables scroll sideways; long ones are collapsed

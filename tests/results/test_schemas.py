@@ -16,6 +16,8 @@ from benchmark.results import (
     OutputStore, SchemaError, SchemaVersionError, ShardWriter, aggregate_names, aggregate_schema, committed_files,
     read_table, table_names, table_schema, validate_manifest,
 )
+from benchmark.results.aggregate import compute_aggregates
+from benchmark.results.statistics import BootstrapSettings
 from benchmark.results.maps import decode_map
 from benchmark.results.query import open_results
 from benchmark.data import LoadError
@@ -169,3 +171,28 @@ def test_other_versions_in_markers_and_files_are_refused(run_copy) -> None:
     pq.write_table(table.replace_schema_metadata({b"table": b"occlusion", b"schema_version": b"2"}), part)
     with pytest.raises(SchemaVersionError, match="part-1.parquet was written with results schema v2, newer"):
         read_table(OutputStore(str(run_copy)), "occlusion")
+
+
+def test_occlusion_files_written_before_order_and_imputer_read_as_mif_and_blur(run_copy) -> None:
+    """An output of an earlier release has no order/imputer columns: the reader, the SQL views and the
+    aggregates see them at their declared defaults, the paper's protocol."""
+    files = sorted(run_copy.glob("occlusion/**/*.parquet"))
+    assert len(files) == 3
+
+    def make_old(paths) -> None:
+        for path in paths:
+            pq.write_table(pq.read_table(path).drop_columns(["order", "imputer"]), path)
+
+    make_old(files[:2])  # a resumed output: old and new files side by side
+    mixed = open_results(str(run_copy)).sql('SELECT "order", imputer, count(*) AS n FROM occlusion GROUP BY ALL')
+    assert mixed.to_pylist() == [{"order": "mif", "imputer": "blur", "n": 5 * 3 * 2}]  # images x methods x kernels
+    make_old(files[2:])
+    assert "order" not in pq.read_table(files[0]).column_names
+    store = OutputStore(str(run_copy))
+    table = read_table(store, "occlusion")
+    assert set(table.column("order").to_pylist()) == {"mif"} and set(table.column("imputer").to_pylist()) == {"blur"}
+    assert table.schema.field("order").nullable is False
+    results = open_results(str(run_copy))
+    assert results.sql('SELECT DISTINCT "order", imputer FROM occlusion').to_pylist() == [{"order": "mif", "imputer": "blur"}]
+    scores = compute_aggregates(results, BootstrapSettings(resamples=50))["occlusion_scores"].to_pandas()
+    assert set(scores["order"]) == {"mif"} and set(scores.score) == {"auc", "aopc"}  # no srg without lif

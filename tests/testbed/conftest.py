@@ -91,3 +91,35 @@ def checks_run(testbed, tmp_path_factory) -> Path:
     assert main(["run", str(job), "--executor", "inline", "--out", str(out), "--no-progress"]) == 0
     assert main(["aggregate", str(out), "--no-progress"]) == 0
     return out
+
+
+def gap_job() -> dict:
+    """Faithfulness in both orders and with both imputers next to the plain check, on the trained network:
+    16 digits, one seed, 8x8 tiles (16 of them: the last step occludes every tile)."""
+    job = digits_job()
+    job["dataset"].update(limit=16, shard_size=16)
+    job["methods"] = [
+        {"name": "gradient_x_input"},
+        {"name": "guided_backprop"},
+        {"name": "lrp", "composite": "epsilon_plus_flat"},
+        {"name": "lrp", "composite": "epsilon_plus_flat", "output_relevance": "logit"},
+        {"name": "noise"},
+    ]
+    job["occlusion"] = {"kernels": [8], "steps": 16, "blur_kernel": 7, "orders": ["mif", "lif"],
+                        "imputers": ["blur", "mean"]}
+    job["runtime"] = {"device": "cpu", "batch_size": 16}
+    return job
+
+
+@pytest.fixture(scope="session")
+def gap_run(testbed, tmp_path_factory) -> Path:
+    """Both orders and imputers with the plain check on the trained network, aggregated."""
+    from benchmark.cli.main import main
+
+    folder = tmp_path_factory.mktemp("digits-gap")
+    job = folder / "gap.yaml"
+    job.write_text(yaml.safe_dump(gap_job()))
+    out = folder / "out"
+    assert main(["run", str(job), "--executor", "inline", "--out", str(out), "--no-progress"]) == 0
+    assert main(["aggregate", str(out), "--no-progress", "--resamples", "500"]) == 0
+    return out

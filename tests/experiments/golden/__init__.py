@@ -88,6 +88,9 @@ FIGURE_MAPS = ("skip_path", "kept_features")
 
 
 def without_later_additions(name: str, table: pa.Table) -> pa.Table:
+    if name == "occlusion":  # issue 13: the order and the imputer of each curve; the golden jobs run the paper's
+        assert set(table.column("order").to_pylist()) == {"mif"} and set(table.column("imputer").to_pylist()) == {"blur"}
+        return table.drop_columns(["order", "imputer"])
     if name != "maps":
         return table
     figure = pc.is_in(table.column("experiment"), pa.array(FIGURE_MAPS))
