@@ -82,15 +82,7 @@ def checks_job() -> dict:
 @pytest.fixture(scope="session")
 def checks_run(testbed, tmp_path_factory) -> Path:
     """The pipeline with every repaired check on the trained network, aggregated."""
-    from benchmark.cli.main import main
-
-    folder = tmp_path_factory.mktemp("digits-checks")
-    job = folder / "checks.yaml"
-    job.write_text(yaml.safe_dump(checks_job()))
-    out = folder / "out"
-    assert main(["run", str(job), "--executor", "inline", "--out", str(out), "--no-progress"]) == 0
-    assert main(["aggregate", str(out), "--no-progress"]) == 0
-    return out
+    return run_and_aggregate(tmp_path_factory, "digits-checks", checks_job())
 
 
 def gap_job() -> dict:
@@ -114,12 +106,17 @@ def gap_job() -> dict:
 @pytest.fixture(scope="session")
 def gap_run(testbed, tmp_path_factory) -> Path:
     """Both orders and imputers with the plain check on the trained network, aggregated."""
+    return run_and_aggregate(tmp_path_factory, "digits-gap", gap_job(), "--resamples", "500")
+
+
+def run_and_aggregate(tmp_path_factory, name: str, job: dict, *aggregate_options: str) -> Path:
+    """``benchmark run`` (inline) and ``benchmark aggregate`` of ``job`` in a fresh folder: its output."""
     from benchmark.cli.main import main
 
-    folder = tmp_path_factory.mktemp("digits-gap")
-    job = folder / "gap.yaml"
-    job.write_text(yaml.safe_dump(gap_job()))
+    folder = tmp_path_factory.mktemp(name)
+    job_file = folder / "job.yaml"
+    job_file.write_text(yaml.safe_dump(job))
     out = folder / "out"
-    assert main(["run", str(job), "--executor", "inline", "--out", str(out), "--no-progress"]) == 0
-    assert main(["aggregate", str(out), "--no-progress", "--resamples", "500"]) == 0
+    assert main(["run", str(job_file), "--executor", "inline", "--out", str(out), "--no-progress"]) == 0
+    assert main(["aggregate", str(out), "--no-progress", *aggregate_options]) == 0
     return out

@@ -72,6 +72,17 @@ def randomization_tag(metric: str, dataset: str, normalization: str, absolute: b
     return METRICS[metric].paper_figure(dataset)
 
 
+def _method_lines(axis, panel: pd.DataFrame, methods: list[str], colors) -> list[pd.DataFrame]:
+    """Each method's curve with its CI band, in its own colour, line style and marker: the lines drawn."""
+    lines = []
+    for method in methods:
+        line = panel[panel.method == method].sort_values("step")
+        if len(line):
+            _band(axis, line["step"].to_numpy(), line, colors.line(method), method)
+            lines.append(line)
+    return lines
+
+
 def _band(axis, x, frame: pd.DataFrame, style: dict, label: str) -> None:
     axis.plot(x, frame["mean"].to_numpy(np.float64), label=label, markevery=max(1, len(x) // 12), **style)
     low, high = frame["ci_low"].to_numpy(np.float64), frame["ci_high"].to_numpy(np.float64)
@@ -114,11 +125,7 @@ def occlusion_figure(curves: pd.DataFrame, kernel: int, dataset: str, colors: Me
     for index, (model,) in enumerate(keys):
         axis = axes[index * (2 if has_relative else 1)]
         panel = data[data.model == model]
-        for method in methods:
-            line = panel[panel.method == method].sort_values("step")
-            if len(line):
-                _band(axis, line["step"].to_numpy(), line, colors.line(method), method)
-                drawn.append(line)
+        drawn.extend(_method_lines(axis, panel, methods, colors))
         axis.set_title(f"{model} · {dataset} · k={kernel} · {_images(panel)} images", fontsize=9)
         axis.set_xlabel("occluded tiles t")
         axis.set_ylabel("softmax probability of the target")
@@ -128,11 +135,7 @@ def occlusion_figure(curves: pd.DataFrame, kernel: int, dataset: str, colors: Me
             panel = relative[relative.model == model]
             baseline = str(panel.baseline.iloc[0]) if len(panel) else "noise"
             axis.axhline(0.0, color=colors(baseline), linewidth=1.2, linestyle="--")
-            for method in methods:
-                line = panel[panel.method == method].sort_values("step")
-                if len(line):
-                    _band(axis, line["step"].to_numpy(), line, colors.line(method), method)
-                    drawn_relative.append(line)
+            drawn_relative.extend(_method_lines(axis, panel, methods, colors))
             axis.set_title(f"{model} · relative to random order ({baseline})", fontsize=9)
             axis.set_xlabel("occluded tiles t")
             axis.set_ylabel("Δ softmax vs. random tile order")
