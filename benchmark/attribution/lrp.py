@@ -53,6 +53,7 @@ from .backward import AtInput, path_gradient
 from .base import AttributionContext, AttributionMethod, MethodNotSupported, Passes, register_method
 from .canonizers import DenseNetCanonizer, EfficientNetCanonizer, HeldGate
 from .guided import ACTIVATIONS
+from .lean_rules import lean
 from .probes import conservation_probe
 from .rules import BETA_FORMULAS, POOLING, AdaptiveAlphaBeta, HeldGatePass, SquaredPooling
 
@@ -239,10 +240,12 @@ def check_supported(spec: LRPSpec, model: ModelBundle) -> None:
 
 
 def build_composite(spec: LRPSpec, model: ModelBundle, inputs: Tensor) -> Composite:
-    """A fresh composite with fresh canonizers (zennit instances hold per-registration state)."""
+    """A fresh composite with fresh canonizers (zennit instances hold per-registration state), its
+    rules attached lean (``lean_rules``: zennit's relevance without the discarded ordinary gradient
+    and the passes on all-zero inputs)."""
     check_supported(spec, model)
     bounds = model.input_bounds(inputs[:1])  # [1,C,H,W]: zennit broadcasts it over the batch
-    return COMPOSITES[spec.composite](spec, bounds, CANONIZERS[model.family]())
+    return lean(COMPOSITES[spec.composite](spec, bounds, CANONIZERS[model.family]()))
 
 
 @register_method("lrp", LRPSpec)

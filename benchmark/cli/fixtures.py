@@ -14,6 +14,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dir", help="folder to write into (created if needed; existing fixture files are overwritten)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.add_argument(
+        "--imagenet-val",
+        type=int,
+        metavar="N",
+        help="instead: N ImageNet-size JPEGs (375-500 px, ILSVRC2012_val_* names, class folders) under DIR/imagenet_val, "
+        "a stand-in for the validation set in throughput runs (jobs/imagenet_first1000.yaml)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -23,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.fixtures import write_fixtures
 
     root = Path(args.dir)
+    if args.imagenet_val is not None:
+        from ..data.fixtures import write_imagenet_val
+
+        folder = write_imagenet_val(root, args.imagenet_val)
+        print(f"wrote {args.imagenet_val} ImageNet-size images under {folder}: --set dataset.root={folder}")
+        return 0
     files = write_fixtures(root)
     if not args.quiet:
         width = max(len(str(f.path.relative_to(root))) for f in files)

@@ -29,6 +29,7 @@ from zennit.core import Composite
 from ..attribution import Passes, reduce_channels
 from ..attribution.backward import AtInput, path_gradient
 from ..attribution.canonizers import has_identity_skip
+from ..attribution.lean_rules import lean_rule
 from ..attribution.lrp import CANONIZERS, LRP, build_composite
 from ..attribution.rules import SelectedSum
 from ..config.spec import MetricsSpec, SkipPathSpec
@@ -100,7 +101,7 @@ def select_summand(composite: Composite, sum_name: str, index: int) -> Composite
     base = composite.module_map
 
     def module_map(ctx: dict, name: str, module: torch.nn.Module):
-        return SelectedSum(index) if name == sum_name else base(ctx, name, module)
+        return lean_rule(SelectedSum(index)) if name == sum_name else base(ctx, name, module)
 
     composite.module_map = module_map
     return composite

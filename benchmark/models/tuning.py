@@ -170,12 +170,15 @@ class Tuner:
 
     def _affordable(self, point: Point) -> bool:
         """Whether measuring ``point`` fits the remaining budget, judged from a smaller measured size.
-        The first measurement of a kind in each layout is always made: a budget spent on one layout
-        (a slow machine, a heavy model) must not leave the other out of the comparison."""
+        The first measurement of a kind in each layout, thread count, precision and replay is always
+        made: a budget spent on the chunk ladder (a slow machine, a heavy model, a job of many methods)
+        must not leave a layout, the threads or TF32 out of the comparison (on an H200 the ten methods
+        of the paper's job spent it before TF32 was ever timed, so strict fp32 was kept unmeasured)."""
         known = [v for p, v in self.times.items() if p.kind == point.kind and p.replay == point.replay
                  and p.record == point.record]
         if not any(p.kind == point.kind and p.channels_last == point.channels_last and p.replay == point.replay
-                   and p.record == point.record for p in self.times):
+                   and p.record == point.record and p.threads == point.threads and p.precision == point.precision
+                   for p in self.times):
             return True
         cost = 2 * point.size * min(known)  # about a warm-up and a timed call
         return self.clock() - self.started + cost <= self.budget

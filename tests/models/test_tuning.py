@@ -128,6 +128,18 @@ def test_tf32_on_cuda_where_it_is_measured_faster(cuda, tf32_time, expected) -> 
     assert cuda or timer.points == []
 
 
+def test_a_spent_budget_still_times_tf32_and_threads_once() -> None:
+    """A job of many kinds spends the budget on the chunk ladder; TF32 (on CUDA) and another thread
+    count (on a CPU) are still timed once on the heaviest kind, not dropped as unaffordable."""
+    kinds = [PassKind(f"lrp{i}", True, per_image=10, images=64) for i in range(6)]
+    tf32 = FakeTimer(lambda p: 0.3 if p.precision == "tf32" else 1.0)
+    result = tune(kinds, tf32, budget=1, cuda=True)
+    assert result.settings.precision == "tf32"
+    assert sum(p.precision == "tf32" for p in tf32.points) == 1
+    threads = FakeTimer(lambda p: 0.5 if p.threads == 2 else 1.0)
+    assert tune(kinds, threads, budget=1, max_threads=2).settings.threads == 2
+
+
 @pytest.mark.parametrize("images, steps, chunk", list(itertools.product([1, 2, 5, 16], [1, 3, 32], [1, 3, 8, 16, 64])))
 def test_call_size_is_the_largest_tile_the_pipeline_makes(images, steps, chunk) -> None:
     largest = max((s.stop - s.start) * (i.stop - i.start) for s, i in tiles(steps, images, chunk))

@@ -178,3 +178,25 @@ def test_lrp_conserves_relevance_through_the_trained_network(model_and_images) -
     bias = model.module.fc.bias[labels]
     assert logits.abs().min() > 1.0
     torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), (logits - bias) / logits, rtol=0, atol=2e-3)
+
+
+def test_lean_rules_give_zennits_relevance_on_the_trained_network(model_and_images) -> None:
+    """The rules attached lean (the LRP method's default) against the same composites attached by
+    zennit, on trained weights, where ReLUs really zero out inputs and the z⁺ / γ / αβ passes that
+    lean skips are the ones zennit runs on all-zero inputs: bitwise the same relevance."""
+    from benchmark.attribution.backward import AtInput, path_gradient
+    from benchmark.attribution.lean_rules import lean
+    from benchmark.attribution.lrp import CANONIZERS, COMPOSITES, COMPOSITE_FAMILIES
+
+    _, model, inputs, labels = model_and_images
+    names = [n for n in sorted(COMPOSITES) if model.family in COMPOSITE_FAMILIES.get(n, (model.family,))]
+    assert {"epsilon_plus_flat", "alpha2beta1", "adaptive_beta", "epsilon_gamma_box"} <= set(names)
+    for name in names:
+        spec = LRPSpec(name="lrp", composite=name)
+        results = []
+        for attach in (lambda c: c, lean):
+            composite = attach(COMPOSITES[name](spec, model.input_bounds(inputs[:1]), CANONIZERS[model.family]()))
+            with composite.context(model.module):
+                results.append(path_gradient(model.module, AtInput(inputs), labels, 8, output="one"))
+        assert results[0].abs().sum() > 0, name
+        assert torch.equal(results[1], results[0]), name
