@@ -66,31 +66,50 @@ def tiles(steps: int, images: int, chunk_size: int) -> Iterator[tuple[slice, sli
                 yield slice(step, step + 1), slice(first, min(first + chunk_size, images))
 
 
-def target_gradient(module: nn.Module, points: Tensor, targets: Tensor, output: OutputRelevance = "one") -> Tensor:
+LogitsSink = list  # receives each tile's logits [M, classes] (detached), in tile order
+
+
+def target_gradient(
+    module: nn.Module, points: Tensor, targets: Tensor, output: OutputRelevance = "one", logits: LogitsSink | None = None
+) -> Tensor:
     """∇ₓ of each point's target output, seeded with its one-hot ('one') or one-hot × logit ('logit').
 
     One forward and one backward pass over ``points`` [M,...] with ``targets`` [M]. Whatever
     hooks are registered on ``module`` (guided backprop, LRP rules) shape the backward pass.
+    ``logits``: where the forward's logits go too (they cost nothing more).
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = input_leaf(points)
-        return seeded_gradient(module(x), x, targets, output)
+        return seeded_gradient(module(x), x, targets, output, logits_sink=logits)
 
 
 def reused_target_gradient(
-    reuse: StageReuse, module: nn.Module, points: Tensor, images: slice, targets: Tensor, output: OutputRelevance
+    reuse: StageReuse,
+    module: nn.Module,
+    points: Tensor,
+    images: slice,
+    targets: Tensor,
+    output: OutputRelevance,
+    logits: LogitsSink | None = None,
 ) -> Tensor:
     """``target_gradient`` of one tile of a batch, with the trained bottom's forward recorded once and replayed."""
     with torch.inference_mode(False), torch.enable_grad():
-        x, logits = reuse.forward(module, points, images)
-        return seeded_gradient(logits, x, targets, output, retain_graph=True)
+        x, outputs = reuse.forward(module, points, images)
+        return seeded_gradient(outputs, x, targets, output, retain_graph=True, logits_sink=logits)
 
 
 def seeded_gradient(
-    logits: Tensor, x: Tensor, targets: Tensor, output: OutputRelevance, retain_graph: bool = False
+    logits: Tensor,
+    x: Tensor,
+    targets: Tensor,
+    output: OutputRelevance,
+    retain_graph: bool = False,
+    logits_sink: LogitsSink | None = None,
 ) -> Tensor:
     if output not in ("one", "logit"):
         raise ValueError(f"output relevance must be 'one' or 'logit', got '{output}'")
+    if logits_sink is not None:
+        logits_sink.append(logits.detach())
     seed = torch.nn.functional.one_hot(targets, logits.shape[1]).to(logits.dtype)
     if output == "logit":
         seed = seed * logits.detach()
@@ -112,11 +131,14 @@ def path_gradient(
     chunk_size: int,
     output: OutputRelevance = "one",
     reuse: StageReuse | None = None,
+    logits: LogitsSink | None = None,
 ) -> Tensor:
     """Σₖ wₖ ∇f(pₖ(x)) for every image of the path's batch, in tiles of at most ``chunk_size`` points.
 
     ``reuse``: the batch's recorded forward passes (``reuse.BottomReuse``); used for the plain
     gradient at the inputs themselves, the one pass whose graph is small enough to keep per tile.
+    ``logits``: receives the logits of every tile (for ``AtInput``, concatenated they are the
+    batch's logits [N, classes] in image order).
     """
     inputs = path.inputs
     targets = targets.to(inputs.device)
@@ -130,9 +152,9 @@ def path_gradient(
         repeated = targets[images].repeat(k)
         with span(kind):
             if reusing:
-                gradient = reused_target_gradient(reuse, module, points.flatten(0, 1), images, repeated, output)
+                gradient = reused_target_gradient(reuse, module, points.flatten(0, 1), images, repeated, output, logits)
             else:
-                gradient = target_gradient(module, points.flatten(0, 1), repeated, output)
+                gradient = target_gradient(module, points.flatten(0, 1), repeated, output, logits)
         weights = path.weights[steps].view(k, *([1] * inputs.ndim))
         total[images] += (gradient.view(k, n, *inputs.shape[1:]) * weights).sum(dim=0)
     return total

@@ -1,7 +1,9 @@
 """Gradient, gradient×input, integrated gradients and SmoothGrad: one ``path_gradient`` each.
 
 Gradient and gradient×input read the same input gradient from the context's cache, so a stage
-that asks for both pays one forward and one backward pass.
+that asks for both pays one forward and one backward pass. That pass's forward is the plain
+forward of the state's model at the inputs: its logits are kept too (``PASS_LOGITS``), so a
+state whose experiments need only its logits needs no forward pass of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .paths import GaussianCloud, StraightLine
 from .quadrature import quadrature
 
 INPUT_GRADIENT = "input_gradient"
+PASS_LOGITS = "pass_logits"  # context.cache: PassLogits of the plain gradient pass at the inputs
 
 
 @dataclass
@@ -28,13 +31,21 @@ class _CachedGradient:
     gradient: Tensor
 
 
+@dataclass
+class PassLogits:
+    inputs: Tensor
+    logits: Tensor  # [N, classes]
+
+
 def input_gradient(model: ModelBundle, inputs: Tensor, targets: Tensor, context: AttributionContext) -> Tensor:
     """∇ₓ f_target(x), computed once per context for the same inputs and targets."""
     entry = context.cache.get(INPUT_GRADIENT)
     if entry is not None and entry.inputs is inputs and torch.equal(entry.targets, targets.to(entry.targets.device)):
         return entry.gradient
-    gradient = path_gradient(model.module, AtInput(inputs), targets, context.chunk_size, reuse=context.reuse)
+    tiles: list[Tensor] = []
+    gradient = path_gradient(model.module, AtInput(inputs), targets, context.chunk_size, reuse=context.reuse, logits=tiles)
     context.cache[INPUT_GRADIENT] = _CachedGradient(inputs, targets.detach().clone(), gradient)
+    context.cache[PASS_LOGITS] = PassLogits(inputs, torch.cat(tiles))
     return gradient
 
 

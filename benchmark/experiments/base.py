@@ -50,6 +50,9 @@ class Experiment(ABC):
     section: ClassVar[str]  # its job-spec section (set by ``register_experiment``)
     tables: ClassVar[tuple[str, ...]] = ()  # the tables it may write (each needs a schema, see docs/extending.md)
     stage_logits: ClassVar[bool] = False  # True: every randomized state's forward pass is run for its logits
+    # True: it reads only the explained class's logit of each state (``ModelState.explained_logits``),
+    # which the plain gradient pass computes anyway; a state's forward pass is run only where none is made
+    explained_logits: ClassVar[bool] = False
 
     @classmethod
     def enabled(cls, spec: JobSpec) -> bool:

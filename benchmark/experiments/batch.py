@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from ..attribution import build_method
+from ..attribution.gradient import INPUT_GRADIENT
 from ..config.spec import JobSpec
 from ..data.loader import ImageBatch
 from ..models.bundle import ModelBundle
@@ -52,9 +53,12 @@ class BatchEvaluator:
         setup = Setup(spec, model, plan, self.methods, self.chunk_size)
         self.experiments = [kind.build(setup) for kind in kinds]
         self.randomized_observers = [e for e in self.experiments if e.observes_randomized_states(spec)]
+        stage_logits = any(e.stage_logits for e in self.randomized_observers) or (
+            any(e.explained_logits for e in self.randomized_observers) and not self._passes_give_logits()
+        )
         self.walk = StateWalk(
             model, plan, spec.randomization.seeds, spec.randomization.target, self.chunk_size,
-            randomized=randomized, stage_logits=any(e.stage_logits for e in self.randomized_observers), reuse=reuse,
+            randomized=randomized, stage_logits=stage_logits, reuse=reuse,
         )
         self.counts = WalkCounts()
         passes = state_passes(self)
@@ -63,6 +67,18 @@ class BatchEvaluator:
         self.explained = passes.explained  # of the trained state, once its maps exist (before its occlusion)
         self.trained_methods = frozenset(m.id for e in self.experiments for m in e.explains_at(0))
         self.degenerate_maps = DegenerateMaps()  # the trained model's maps, per shard (the run summary warns)
+
+    def _passes_give_logits(self) -> bool:
+        """Whether in every randomized state the plain gradient pass at the inputs (gradient,
+        gradient×input) is made before the first experiment that reads the explained logits looks
+        at the state: then they come from that pass's forward, and the state needs none of its own."""
+        readers = [i for i, e in enumerate(self.randomized_observers) if e.explained_logits]
+        earlier = self.randomized_observers[: readers[0]] if readers else []
+        for stage in self.plan.stages:
+            methods = [m for e in earlier for m in e.explains_at(stage.index)]
+            if not any(getattr(m.passes(), "shared", None) == INPUT_GRADIENT for m in methods):
+                return False
+        return True
 
     def evaluate(
         self,

@@ -8,8 +8,9 @@ model's map reads the flip as "the explanation changed completely". This experim
 every randomization check, per image, seed and stage the explained logit of the randomized model,
 the trained model's, and whether their signs are opposite (table ``target_logits``;
 ``benchmark aggregate`` gives the flipped fraction per stage, the report shows it next to the
-randomization curves). It costs one forward pass per randomized state, shared with the logits
-experiment and the ``own_prediction`` targets.
+randomization curves). It reads the logit from the plain gradient pass of the state (gradient,
+gradient×input), whose forward computed it; in a job without that pass it costs one forward pass
+per randomized state, shared with the logits experiment and the ``own_prediction`` targets.
 """
 
 from __future__ import annotations
@@ -25,17 +26,12 @@ from .grid import axis_column, grid_index
 from .state import Batch, ModelState
 
 
-def explained_logits(logits: Tensor, targets: Tensor) -> Tensor:
-    """The logit [N] of each image's explained class."""
-    return logits.gather(1, targets.to(logits.device).view(-1, 1)).squeeze(1)
-
-
 @register_experiment("target_logits")
 class SignFlips(Experiment):
     """Runs with every randomization check (``randomization.enabled``); no section of its own."""
 
     tables = ("target_logits",)
-    stage_logits = True
+    explained_logits = True
 
     @classmethod
     def enabled(cls, spec: JobSpec) -> bool:
@@ -54,8 +50,7 @@ class SignFlips(Experiment):
         self.states: list[Tensor] = []  # [2, N] per randomized state: target, logit
 
     def observe(self, state: ModelState) -> None:
-        assert state.logits is not None, "the state walk runs every state's forward pass for this experiment"
-        logit = explained_logits(state.logits, state.targets).to(torch.float64)
+        logit = state.explained_logits().to(torch.float64)
         if state.trained:
             self.trained = (state.targets, logit)
             return

@@ -12,12 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 from torch import Tensor
 
 from ..attribution import AttributionContext, AttributionMethod, reduce_channels
+from ..attribution.gradient import PASS_LOGITS
 from ..models.bundle import ModelBundle
 from ..models.randomization import Stage
 from ..profiling import span
+
+
+STATE_FORWARD = "passes: forward (state logits)"
 
 
 @dataclass
@@ -71,6 +76,21 @@ class ModelState:
             if self.on_maps is not None:
                 self.on_maps(set(self._maps))
         return maps
+
+    def explained_logits(self) -> Tensor:
+        """The logit [N] of each image's explained class in this state: from the state's forward pass
+        when the walk ran one, else from the plain gradient pass at the inputs (whose forward computed
+        them; the walk leaves the state's forward out when every randomized state makes that pass),
+        else from a forward pass run now."""
+        logits = self.logits
+        if logits is None:
+            recorded = self.context.cache.get(PASS_LOGITS)
+            if recorded is not None and recorded.inputs is self.batch.inputs:
+                logits = recorded.logits
+            else:
+                with torch.no_grad(), span(STATE_FORWARD):
+                    logits = self.logits = self.model.module(self.batch.inputs)
+        return logits.gather(1, self.targets.to(logits.device).view(-1, 1)).squeeze(1)
 
     def computed_maps(self) -> dict[str, Tensor]:
         """Method id -> maps of the methods some experiment has asked for in this state so far."""

@@ -26,12 +26,11 @@ from ..models.bundle import ModelBundle
 from ..models.randomization import RandomizationPlan, Randomizer, Stage
 from ..profiling import span
 from .base import observes_randomized
-from .state import Batch, ModelState
+from .state import STATE_FORWARD, Batch, ModelState
 from .targets import needs_stage_forward, reference_targets, stage_targets
 
 REFERENCE_SEED = 0  # the trained model's maps do not depend on the randomization seed
 RANDOMIZING = "randomization (stages applied and restored)"
-STATE_FORWARD = "passes: forward (state logits)"
 
 
 @contextmanager

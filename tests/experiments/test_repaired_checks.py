@@ -355,7 +355,7 @@ def test_sign_flips_equal_the_logits_of_the_randomized_models(resnet18, policy) 
     plan = top_down(resnet18.module)
     inputs, targets = make_inputs(resnet18), make_targets()
     experiment = SignFlips.build(setup(spec, resnet18, plan))
-    assert SignFlips.enabled(spec) and SignFlips.stage_logits
+    assert SignFlips.enabled(spec) and SignFlips.explained_logits
     table = observe_batch(experiment, resnet18, plan, [0, 4], make_batch(inputs, targets), target=policy)["target_logits"]
     rows = as_written(table, "target_logits").to_pandas()
     with torch.no_grad():

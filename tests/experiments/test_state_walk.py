@@ -108,3 +108,31 @@ def test_no_randomized_state_is_walked_when_no_experiment_looks_at_one() -> None
     tables = evaluator.evaluate(images, frozenset({"a"}))
     assert evaluator.walk.randomizer.randomizations == 0 and evaluator.counts.states == 1
     assert set(tables) == {"occlusion", "maps"} and set(tables["maps"].column("stage").to_pylist()) == {0}
+
+
+@pytest.mark.parametrize("methods, forwards", [
+    ([{"name": "gradient"}, {"name": "guided_backprop"}], 0),  # the gradient pass gives the logits
+    ([{"name": "guided_backprop"}], 4),  # no plain pass: one forward per randomized state
+])
+def test_the_sign_flips_read_the_logits_of_the_gradient_pass(methods, forwards) -> None:
+    """The explained logit of a randomized state is what the plain gradient pass's forward computed:
+    no forward pass of its own where that pass is made (counted), the same values as a fresh one."""
+    from benchmark.models.randomization import Randomizer
+    from benchmark.experiments.walk import stage_walk
+
+    evaluator, images = evaluator_for({**TINY, "methods": methods, "occlusion": {"enabled": False}})
+    calls = []
+    handle = evaluator.model.module.register_forward_pre_hook(lambda module, args: calls.append(torch.is_grad_enabled()))
+    try:
+        tables = evaluator.evaluate(images)
+    finally:
+        handle.remove()
+    assert evaluator.walk.stage_forward is (forwards > 0)
+    assert calls.count(False) == 1 + forwards  # the trained model's forward, then the states' own
+    rows = tables["target_logits"].to_pandas()
+    inputs = evaluator.model.normalize(images.pixels)
+    with stage_walk(Randomizer(evaluator.model.module), evaluator.plan, [0, 1]) as states, torch.no_grad():
+        for seed, stage in states:
+            logits = evaluator.model.module(inputs).gather(1, images.labels.view(-1, 1)).squeeze(1).double()
+            got = rows[(rows.seed == seed) & (rows.stage == stage.index)].sort_values("image_id")
+            torch.testing.assert_close(torch.tensor(got.logit.to_numpy()), logits, rtol=1e-5, atol=1e-6)
