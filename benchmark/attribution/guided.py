@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from zennit.composites import LayerMapComposite
 from zennit.core import Hook
@@ -25,6 +26,7 @@ from ..config.spec import GuidedBackpropSpec
 from ..models.bundle import ModelBundle
 from .backward import AtInput, path_gradient
 from .base import AttributionContext, AttributionMethod, MethodNotSupported, Passes, register_method
+from .lean_rules import lean
 from .probes import describe_calls, functional_activations
 
 
@@ -49,15 +51,24 @@ class ClampedGradient(Hook):
     """The guided rule: the gradient to the activation's input, negative parts set to zero.
 
     Needs no stored forward state, so one module used several times (torchvision ResNet blocks
-    reuse their ReLU) is handled correctly.
+    reuse their ReLU) is handled correctly. At a ReLU it is attached lean (``lean_rules``): the
+    ReLU's own backward, ``[x > 0]·g``, and the clamp in one node, without zennit's identity and
+    input copy around every activation; other activations keep zennit's attachment.
     """
 
     def backward(self, module: nn.Module, grad_input: tuple[Tensor, ...], grad_output: Any) -> tuple[Tensor, ...]:
         return (grad_input[0].clamp(min=0),)
 
+    def lean_supports(self, module: nn.Module) -> bool:
+        return type(module) is nn.ReLU
+
+    def lean_backward(self, module: nn.Module, inputs: tuple[Tensor, ...], relevance: Tensor) -> tuple[Tensor]:
+        """What autograd's ReLU backward gives (``threshold_backward``; x > 0 exactly where ReLU(x) > 0), clamped."""
+        return (torch.ops.aten.threshold_backward(relevance, inputs[0], 0).clamp(min=0),)
+
 
 def guided_composite() -> LayerMapComposite:
-    return LayerMapComposite(layer_map=[(ACTIVATIONS, ClampedGradient())])
+    return lean(LayerMapComposite(layer_map=[(ACTIVATIONS, ClampedGradient())]))
 
 
 def check_activation_modules(method: str, model: ModelBundle) -> None:

@@ -18,8 +18,10 @@ instead of 10 for γ and αβ. The arithmetic that remains is zennit's own (its 
 mappers and reducers), so the relevance is equal to zennit's (``tests/attribution/test_lean_rules.py``
 compares every composite on every model family with zennit's hooks).
 
-Rules of other kinds, and modules with children or called with keyword arguments, stay attached
-the zennit way; both kinds of attachment mix in one composite. While attached, the modules'
+A hook of another kind is attached lean where it says how (``lean_supports(module)`` and
+``lean_backward(module, inputs, relevance)``: guided backprop's clamped gradient at ReLUs). Rules
+of other kinds, and modules with children or called with keyword arguments, stay attached the
+zennit way; both kinds of attachment mix in one composite. While attached, the modules'
 ``inplace`` flags are off (an in-place activation would overwrite a tensor a rule still needs;
 zennit clones every input instead).
 """
@@ -30,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from zennit.core import BasicHook, Composite, Hook, ParamMod, RemovableHandle, RemovableHandleList
+from zennit.core import BasicHook, Composite, Hook, ParamMod, RemovableHandle, RemovableHandleList, zero_wrap
 from zennit.rules import Pass
 
 from .rules import HeldGatePass, SquaredPooling
@@ -66,20 +68,29 @@ class LeanRule:
 
     def __init__(self, rule: Hook) -> None:
         self.rule = rule
-        self.active = True  # zennit's Composite.inactive() switches this
         self.module: nn.Module | None = None
         self.original_forward: Callable[..., Tensor] | None = None
 
+    @property
+    def active(self) -> bool:  # zennit's Composite.inactive() switches this
+        return self.rule.active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self.rule.active = value
+
     @staticmethod
     def attachable(rule: Hook) -> bool:
-        return isinstance(rule, BasicHook) or isinstance(rule, PLAIN_BACKWARD_HOOKS)
+        return isinstance(rule, BasicHook) or isinstance(rule, PLAIN_BACKWARD_HOOKS) or hasattr(rule, "lean_backward")
 
     def copy(self) -> "LeanRule":
         return LeanRule(self.rule.copy())
 
     def register(self, module: nn.Module) -> RemovableHandleList:
-        if any(True for _ in module.children()):  # its children's rules would run inside this node, unhooked
-            return self.rule.copy().register(module)
+        own = hasattr(self.rule, "lean_backward")
+        if any(True for _ in module.children()) or (own and not self.rule.lean_supports(module)):
+            # children's rules would run inside this node, unhooked; a hook's own lean backward is per module type
+            return RemovableHandleList([self.rule.register(module), _Callback(lambda: self)])  # keeps self alive
         self.module = module
         had_forward = "forward" in module.__dict__
         previous_forward = module.__dict__.get("forward")
@@ -113,6 +124,8 @@ class LeanRule:
 
     # -- the relevance ------------------------------------------------------------------------------------
     def relevance(self, inputs: tuple[Tensor, ...], relevance: Tensor, output_shape: torch.Size) -> tuple:
+        if hasattr(self.rule, "lean_backward"):
+            return tuple(self.rule.lean_backward(self.module, inputs, relevance))
         if isinstance(self.rule, BasicHook):
             return basic_relevance(self.rule, self.module, self.original_forward, inputs, relevance, output_shape)
         self.rule.stored_tensors["input"] = inputs
@@ -136,13 +149,16 @@ class _Callback:
             self.function = None
 
 
-def affine_of_zeros(module: nn.Module, output_shape: torch.Size, like: Tensor) -> Tensor:
-    """What a dense or convolution layer outputs for an all-zero input: its bias at every position."""
+def bias_of_zeros(param_mod: ParamMod, module: nn.Module, output_shape: torch.Size, like: Tensor) -> Tensor:
+    """What a dense or convolution layer with ``param_mod``'s parameters outputs for an all-zero input:
+    its modified bias at every position (only the bias is modified: the weights do not matter)."""
     bias = getattr(module, "bias", None)
+    keys = param_mod.param_keys
+    if bias is not None and (keys is None or "bias" in keys):
+        bias = zero_wrap(param_mod.zero_params)(param_mod.modifier)(bias.detach(), "bias")
     if bias is None:
         return torch.zeros(output_shape, dtype=like.dtype, device=like.device)
-    shape = (1, -1) + (1,) * (len(output_shape) - 2)
-    return bias.detach().reshape(shape).expand(output_shape)
+    return bias.reshape((1, -1) + (1,) * (len(output_shape) - 2)).expand(output_shape)
 
 
 def basic_relevance(
@@ -168,14 +184,14 @@ def basic_relevance(
         zip(rule.input_modifiers, rule.param_modifiers, rule.output_modifiers)
     ):
         value = in_mod(original)
-        with ParamMod.ensure(param_mod)(module) as modified:
-            if skip_zeros and not bool(value.any()):
-                outputs.append(out_mod(affine_of_zeros(modified, output_shape, value)))
-            else:
-                value = value.detach().requires_grad_()
-                with torch.enable_grad():
-                    outputs.append(out_mod(forward(value)))
-                live.append(index)
+        param_mod = ParamMod.ensure(param_mod)
+        if skip_zeros and not bool(value.any()):
+            outputs.append(out_mod(bias_of_zeros(param_mod, module, output_shape, value)))
+        else:
+            value = value.detach().requires_grad_()
+            with param_mod(module), torch.enable_grad():
+                outputs.append(out_mod(forward(value)))
+            live.append(index)
         modified_inputs.append(value)
     grad_outputs = rule.gradient_mapper(relevance, outputs)
     if isinstance(grad_outputs, Tensor):  # zennit's ε rule maps to one tensor, the others to a list

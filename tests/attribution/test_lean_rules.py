@@ -193,3 +193,24 @@ def test_zennits_own_attributor_agrees(resnet18) -> None:
     with Gradient(model=resnet18.module, composite=EpsilonPlusFlat(canonizers=[ResNetCanonizer()])) as attributor:
         _, expected = attributor(inputs, torch.eye(10)[targets])
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("model_name", ["resnet18", "efficientnet"])
+def test_guided_backprop_attached_lean_equals_zennits_attachment(model_name: str, request: pytest.FixtureRequest) -> None:
+    """The guided rule at ReLUs in one node (ReLU backward and clamp) equals zennit's hook on the ReLU's
+    gradient, bit for bit; EfficientNet's swish keeps zennit's attachment (the rule has no lean form there)."""
+    from zennit.composites import LayerMapComposite
+
+    from benchmark.attribution.guided import ACTIVATIONS, ClampedGradient, guided_composite
+
+    model = MODELS[model_name](request)
+    inputs, targets = make_inputs(model, n=2), make_targets(2)
+    zennit_way = LayerMapComposite(layer_map=[(ACTIVATIONS, ClampedGradient())])
+    expected = relevance(model, zennit_way, inputs, targets)
+    composite = guided_composite()
+    with composite.context(model.module):
+        lean_modules = [m for m in model.module.modules() if "forward" in m.__dict__]
+        zennit_modules = [m for m in model.module.modules() if m._forward_pre_hooks]
+    assert {type(m).__name__ for m in lean_modules} == ({"ReLU"} if model_name == "resnet18" else set())
+    assert (not zennit_modules) if model_name == "resnet18" else zennit_modules
+    assert torch.equal(relevance(model, guided_composite(), inputs, targets), expected)
