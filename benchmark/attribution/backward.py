@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..profiling import span
-from .base import ACTIVE_RULES
+from .base import ACTIVE_RULES, REPLAYABLE_RULES
 from .reuse import StageReuse, input_leaf
 
 OutputRelevance = Literal["one", "logit"]
@@ -91,10 +91,12 @@ def reused_target_gradient(
     targets: Tensor,
     output: OutputRelevance,
     logits: LogitsSink | None = None,
+    rules: str | None = None,
 ) -> Tensor:
-    """``target_gradient`` of one tile of a batch, with the trained bottom's forward recorded once and replayed."""
+    """``target_gradient`` of one tile of a batch, with the trained bottom's forward recorded once (per
+    tile and rules) and replayed."""
     with torch.inference_mode(False), torch.enable_grad():
-        x, outputs = reuse.forward(module, points, images)
+        x, outputs = reuse.forward(module, points, images, rules)
         return seeded_gradient(outputs, x, targets, output, retain_graph=True, logits_sink=logits)
 
 
@@ -135,8 +137,9 @@ def path_gradient(
 ) -> Tensor:
     """Σₖ wₖ ∇f(pₖ(x)) for every image of the path's batch, in tiles of at most ``chunk_size`` points.
 
-    ``reuse``: the batch's recorded forward passes (``reuse.BottomReuse``); used for the plain
-    gradient at the inputs themselves, the one pass whose graph is small enough to keep per tile.
+    ``reuse``: the batch's recorded forward passes (``reuse.BottomReuse``); used for the gradient
+    at the inputs themselves (plain, or under rules that survive in a recorded graph: the lean ones),
+    the one pass whose graph is small enough to keep per tile.
     ``logits``: receives the logits of every tile (for ``AtInput``, concatenated they are the
     batch's logits [N, classes] in image order).
     """
@@ -144,7 +147,8 @@ def path_gradient(
     targets = targets.to(inputs.device)
     total = torch.zeros_like(inputs)
     rules = ACTIVE_RULES.get()
-    reusing = reuse is not None and isinstance(path, AtInput) and reuse.covers(inputs) and rules is None
+    reusing = (reuse is not None and isinstance(path, AtInput) and reuse.covers(inputs)
+               and (rules is None or REPLAYABLE_RULES.get()))
     kind = pass_kind(rules, reusing)
     for steps, images in tiles(path.steps, inputs.shape[0], chunk_size):
         points = path.points(steps, images)  # [k, n, C, H, W]
@@ -152,7 +156,8 @@ def path_gradient(
         repeated = targets[images].repeat(k)
         with span(kind):
             if reusing:
-                gradient = reused_target_gradient(reuse, module, points.flatten(0, 1), images, repeated, output, logits)
+                gradient = reused_target_gradient(reuse, module, points.flatten(0, 1), images, repeated, output, logits,
+                                                  rules)
             else:
                 gradient = target_gradient(module, points.flatten(0, 1), repeated, output, logits)
         weights = path.weights[steps].view(k, *([1] * inputs.ndim))

@@ -22,6 +22,7 @@ from zennit.core import Composite
 
 from ..config.spec import MethodBase
 from ..models.bundle import ModelBundle
+from .lean_rules import replayable
 from .reduction import reduce_channels
 from .reuse import StageReuse
 
@@ -97,6 +98,8 @@ def passes_per_state(methods: "list[AttributionMethod]") -> int:
 # The method whose backward rules are registered on the model right now (None: plain autograd).
 # The speed accounting reads it to replay every pass with the same rules, and nothing else.
 ACTIVE_RULES: ContextVar[str | None] = ContextVar("active_rules", default=None)
+# Whether the active rules survive in a recorded graph (``lean_rules.replayable``): passes under them may replay.
+REPLAYABLE_RULES: ContextVar[bool] = ContextVar("replayable_rules", default=False)
 
 
 class AttributionMethod(ABC):
@@ -147,7 +150,11 @@ class AttributionMethod(ABC):
         token = ACTIVE_RULES.set(self.id)
         try:
             with composite.context(model.module):
-                yield
+                replay = REPLAYABLE_RULES.set(replayable(composite))
+                try:
+                    yield
+                finally:
+                    REPLAYABLE_RULES.reset(replay)
         finally:
             ACTIVE_RULES.reset(token)
 

@@ -102,7 +102,7 @@ class GuidedBackprop(AttributionMethod):
 
     def attribute(self, model: ModelBundle, inputs: Tensor, targets: Tensor, context: AttributionContext) -> Tensor:
         with self.rules_applied(model, inputs):
-            return path_gradient(model.module, AtInput(inputs), targets, context.chunk_size)
+            return path_gradient(model.module, AtInput(inputs), targets, context.chunk_size, reuse=context.reuse)
 
     def passes(self) -> Passes:
         return Passes(1, 1)

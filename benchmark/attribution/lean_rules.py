@@ -41,6 +41,9 @@ from .rules import HeldGatePass, SquaredPooling
 # (never the ordinary gradient): these can be attached lean.
 PLAIN_BACKWARD_HOOKS = (Pass, HeldGatePass, SquaredPooling)
 AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Children a module may have and still be attached lean: no rule is ever put on them (efficientnet_pytorch's
+# same-padding convolutions hold their padding as a child module).
+PASSIVE_CHILDREN = (nn.Identity, nn.ZeroPad2d, nn.ConstantPad2d)
 
 
 class RuleNode(torch.autograd.Function):
@@ -68,6 +71,7 @@ class LeanRule:
 
     def __init__(self, rule: Hook) -> None:
         self.rule = rule
+        self.lean = False  # attached lean (else zennit's attachment stands in)
         self.module: nn.Module | None = None
         self.original_forward: Callable[..., Tensor] | None = None
 
@@ -88,10 +92,11 @@ class LeanRule:
 
     def register(self, module: nn.Module) -> RemovableHandleList:
         own = hasattr(self.rule, "lean_backward")
-        if any(True for _ in module.children()) or (own and not self.rule.lean_supports(module)):
+        active_children = any(not isinstance(child, PASSIVE_CHILDREN) for child in module.modules() if child is not module)
+        if active_children or (own and not self.rule.lean_supports(module)):
             # children's rules would run inside this node, unhooked; a hook's own lean backward is per module type
             return RemovableHandleList([self.rule.register(module), _Callback(lambda: self)])  # keeps self alive
-        self.module = module
+        self.module, self.lean = module, True
         had_forward = "forward" in module.__dict__
         previous_forward = module.__dict__.get("forward")
         self.original_forward = module.forward  # a canonizer's replacement forward included
@@ -223,3 +228,13 @@ def lean_rule(rule: Hook | LeanRule | None) -> Hook | LeanRule | None:
     if rule is None or isinstance(rule, LeanRule) or not LeanRule.attachable(rule):
         return rule
     return LeanRule(rule)
+
+
+def replayable(composite: Composite) -> bool:
+    """Whether a graph recorded while ``composite`` is registered keeps its rules after the composite
+    is removed: every rule attached lean (a ``RuleNode`` is part of the graph, with the rule and module
+    it needs; zennit's hooks are removed from the graph with the composite). Then ``attribution.reuse``
+    may record the trained bottom under these rules once and replay it in later stages; the modules
+    replayed are trained and, under the same canonizers, hold the same parameters at every replay."""
+    hooks = list(composite.hook_refs)
+    return bool(hooks) and all(isinstance(hook, LeanRule) and hook.lean for hook in hooks)

@@ -265,7 +265,8 @@ class LRP(AttributionMethod):
     def attribute(self, model: ModelBundle, inputs: Tensor, targets: Tensor, context: AttributionContext) -> Tensor:
         with self.rules_applied(model, inputs):
             return path_gradient(
-                model.module, AtInput(inputs), targets, context.chunk_size, output=self.spec.output_relevance
+                model.module, AtInput(inputs), targets, context.chunk_size, output=self.spec.output_relevance,
+                reuse=context.reuse,
             )
 
     def passes(self) -> Passes:

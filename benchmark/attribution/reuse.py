@@ -10,10 +10,12 @@ computed again, and the backward pass runs on through the recorded bottom graph 
 ``retain_graph``). Nothing depends on the architecture: which modules are replayed follows from
 the recorded call order and the randomized module names.
 
-A recording belongs to one tile of images and to the plain gradient only: zennit's rules (guided
-backprop, LRP) live as hooks on the graph's nodes, and zennit removes them from the graph when the
-composite is removed after each call, so a graph recorded under rules would lose them (and LRP's
-canonizers rewrite modules per call). Gradient and gradient×input share the plain pass.
+A recording belongs to one tile of images and one set of backward rules: the plain gradient
+(shared by gradient and gradient×input), and each method whose rules are all attached lean
+(``lean_rules``: guided backprop at ReLUs, LRP's composites), whose rules are nodes of the graph
+and stay in it. Rules attached by zennit are hooks that zennit removes from the graph with the
+composite after each call, so passes under those are never recorded (``lean_rules.replayable``).
+The canonizers LRP needs rewrite the same trained modules into the same parameters at every call.
 
 A module is replayed only if it was called once, returned a tensor, and nothing modified that
 tensor in place later in the recorded pass (torchvision's stem ReLU runs in place on the
@@ -152,7 +154,7 @@ class BottomReuse:
 
     def __init__(self, inputs: Tensor) -> None:
         self.inputs = inputs
-        self.recordings: dict[tuple[int, int], Recording] = {}
+        self.recordings: dict[tuple[str | None, int, int], Recording] = {}  # (rules, tile start, tile stop)
 
     def at(self, randomized: set[str] | frozenset[str]) -> "StageReuse":
         """The recordings as seen from a stage with these modules randomized (call once per stage)."""
@@ -173,11 +175,14 @@ class StageReuse:
     def covers(self, inputs: Tensor) -> bool:
         return inputs is self.reuse.inputs
 
-    def forward(self, module: nn.Module, points: Tensor, images: slice) -> tuple[Tensor, Tensor]:
-        """(leaf, output) of one gradient-enabled pass over the tile ``images``: recorded the first
-        time, replayed from the recording after (backward through it with ``retain_graph``), and
-        recorded again where a fresh recording can replay more than the old one."""
-        key = (images.start, images.stop)
+    def forward(
+        self, module: nn.Module, points: Tensor, images: slice, rules: str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(leaf, output) of one gradient-enabled pass over the tile ``images`` under ``rules`` (the
+        method whose lean rules are registered; None: plain): recorded the first time, replayed from
+        the recording after (backward through it with ``retain_graph``), and recorded again where a
+        fresh recording can replay more than the old one."""
+        key = (rules, images.start, images.stop)
         recording = self.reuse.recordings.get(key)
         if recording is None or recording.limit(self.randomized) < recording.first_start(self.randomized):
             # none yet, or a fresh one would replay more (a new seed restarts from the trained model)

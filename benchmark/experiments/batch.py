@@ -48,7 +48,8 @@ class BatchEvaluator:
         randomized = bool(plan.stages) and observes_randomized(spec)
         # a run's workers get every execution setting resolved (``engine.tuning``); elsewhere 'auto' falls back
         reuse = randomized and fallback_settings(spec.runtime, model.device.type).reuse_bottom_forward
-        retained = spec.runtime.batch_size if reuse else 0
+        # graphs of the recorded bottom kept per batch: the plain pass and each method with (lean) rules
+        retained = spec.runtime.batch_size * (1 + sum(m.has_backward_rules for m in self.methods)) if reuse else 0
         self.chunk_size = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         setup = Setup(spec, model, plan, self.methods, self.chunk_size)
         self.experiments = [kind.build(setup) for kind in kinds]

@@ -8,7 +8,7 @@ from torch import nn
 
 from benchmark.attribution import AttributionContext, build_method
 from benchmark.attribution.reuse import BottomReuse, record_forward, replaying
-from benchmark.config.spec import GradientSpec, GuidedBackpropSpec
+from benchmark.config.spec import GradientSpec, GuidedBackpropSpec, LRPSpec
 from benchmark.experiments.walk import stage_walk
 from benchmark.models import Randomizer, build_plan, model_def
 
@@ -23,13 +23,14 @@ ARCHITECTURES = {
 }
 
 
-def walk_gradients(model, mode: str = "top_down", seeds=(0, 1), boundaries: int = 3):
-    """Per (seed, stage): the gradient with and without reuse, and the weight layers each reusing pass called."""
+def walk_gradients(model, mode: str = "top_down", seeds=(0, 1), boundaries: int = 3, spec=None):
+    """Per (seed, stage): the method's maps (default: the gradient) with and without reuse, and the
+    weight layers each reusing pass called."""
     paper = PAPER_MODEL.get(model.definition.family, model.name)
     rule = model_def(paper).randomization  # the paper's boundaries, on the tiny stand-ins too
     plan = build_plan(model.module, mode=mode, head=rule.head, boundary=rule.boundary, every=rule.every,
                       max_boundaries=boundaries)
-    method = build_method(GradientSpec(name="gradient"), model)
+    method = build_method(spec or GradientSpec(name="gradient"), model)
     inputs, targets, ids = make_inputs(model), make_targets(), keys()
     reuse = BottomReuse(inputs)
 
@@ -135,11 +136,29 @@ def test_an_output_overwritten_in_place_is_recomputed_not_replayed() -> None:
     assert torch.equal(gradient, expected)
 
 
-def test_rules_methods_never_replay(vgg_like) -> None:
-    """Guided backprop's rules live on the recorded graph's nodes, which zennit removes after each call."""
-    model = vgg_like
-    guided = build_method(GuidedBackpropSpec(name="guided_backprop"), model)
-    inputs, targets, ids = make_inputs(model), make_targets(), keys()
-    reuse = BottomReuse(inputs)
-    guided.attribute(model, inputs, targets, AttributionContext(ids, 0, 0, 2, {}, reuse.at(set())))
-    assert reuse.recordings == {}
+RULES = {
+    "guided_backprop": GuidedBackpropSpec(name="guided_backprop"),
+    "lrp_epsilon_plus_flat": LRPSpec(name="lrp", composite="epsilon_plus_flat"),
+    "lrp_alpha2beta1": LRPSpec(name="lrp", composite="alpha2beta1"),
+    "lrp_adaptive_beta": LRPSpec(name="lrp", composite="adaptive_beta"),
+}
+
+
+@pytest.mark.parametrize("method", sorted(RULES))
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_methods_with_lean_rules_replay_too_and_give_the_same_maps(architecture: str, method: str) -> None:
+    """Guided backprop and LRP with every rule attached lean (``lean_rules``) record the trained bottom
+    under their rules once and replay it: bitwise the maps of fresh passes, in every stage and seed.
+    A rule attached by zennit (guided backprop at EfficientNet's swish) would vanish from a recorded
+    graph with its composite: such a method never replays. (EfficientNet's convolutions keep their
+    padding as a child module: attached lean all the same, so its LRP replays.)"""
+    model = ARCHITECTURES[architecture]()
+    parameters = {name: value.clone() for name, value in model.module.state_dict().items()}
+    _, results = walk_gradients(model, spec=RULES[method], boundaries=2)
+    skipped = {}
+    for seed, stage, reused, fresh, calls in results:
+        assert torch.equal(reused, fresh), (architecture, method, seed, stage)
+        skipped[(seed, stage)] = calls.skipped
+    replays = not (architecture == "efficientnet" and method == "guided_backprop")
+    assert skipped[(0, 0)] == 0 and (skipped[(0, 1)] > 0) is replays
+    assert all(torch.equal(value, parameters[name]) for name, value in model.module.state_dict().items())
