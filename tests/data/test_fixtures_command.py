@@ -51,3 +51,29 @@ def test_fixtures_are_deterministic(tmp_path: Path, fixture_root: Path) -> None:
     assert {k: v for k, v in digests(tmp_path).items() if k != "README.txt"} == {
         k: v for k, v in digests(fixture_root).items() if k != "README.txt"
     }
+
+
+def test_imagenet_size_stand_in_images_are_read_like_the_validation_set(tmp_path: Path, capsys) -> None:
+    """``--imagenet-val N``: N JPEGs of ImageNet's sizes named and laid out like the validation set; the
+    ImageNet reader takes them in name order with the class of their folder; the same files every time."""
+    from benchmark.config import validate_job
+    from benchmark.data import build_dataset, select_records
+    from benchmark.data.imagenet import read_class_list
+
+    assert main(["fixtures", str(tmp_path / "a"), "--imagenet-val", "5"]) == 0
+    root = tmp_path / "a" / "imagenet_val"
+    assert f"--set dataset.root={root}" in capsys.readouterr().out
+    files = sorted(root.rglob("*.JPEG"))
+    assert [f.name for f in files] == [f"ILSVRC2012_val_{n:08d}.JPEG" for n in range(1, 6)]
+    wnids = read_class_list()
+    assert [f.parent.name for f in files] == wnids[:5]
+    assert {Image.open(f).size for f in files} <= {(500, 375), (375, 500), (500, 333), (500, 400)}
+    spec = validate_job({"name": "iv", "model": {"name": "resnet50", "weights": "random"},
+                         "dataset": {"kind": "imagenet", "root": str(root), "limit": 5},
+                         "methods": [{"name": "gradient"}]})
+    records = select_records(spec, build_dataset(spec))
+    assert [r.label for r in records] == [0, 1, 2, 3, 4]
+    assert main(["fixtures", str(tmp_path / "b"), "--imagenet-val", "5"]) == 0
+    assert digests(root) == digests(tmp_path / "b" / "imagenet_val")
+    with pytest.raises(ValueError, match="positive count"):
+        main(["fixtures", str(tmp_path / "c"), "--imagenet-val", "0"])
