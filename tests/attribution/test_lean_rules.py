@@ -15,7 +15,7 @@ from zennit.composites import EpsilonPlusFlat
 from zennit.core import Composite
 
 from .attribution_models import (
-    keys, make_inputs, make_targets, registry_bundle, tiny_densenet, tiny_efficientnet,
+    keys, make_inputs, make_targets, tiny_densenet, tiny_efficientnet,
 )
 from benchmark.attribution import AttributionContext, build_method
 from benchmark.attribution.backward import AtInput, path_gradient
@@ -77,7 +77,6 @@ def test_the_lrp_method_attaches_its_rules_lean(resnet18) -> None:
     inputs, targets = make_inputs(resnet18, n=2), make_targets(2)
     method = build_method(LRPSpec(name="lrp", composite="epsilon_plus_flat"), resnet18)
     composite = method.backward_rules(resnet18, inputs)
-    attached = []
     composite.register(resnet18.module)
     attached = [hook for hook in composite.hook_refs if isinstance(hook, LeanRule)]
     composite.remove()
