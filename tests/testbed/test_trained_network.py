@@ -200,3 +200,34 @@ def test_lean_rules_give_zennits_relevance_on_the_trained_network(model_and_imag
                 results.append(path_gradient(model.module, AtInput(inputs), labels, 8, output="one"))
         assert results[0].abs().sum() > 0, name
         assert torch.equal(results[1], results[0]), name
+
+
+def test_replaying_the_trained_bottom_under_lean_rules_changes_no_map_of_the_trained_network(model_and_images) -> None:
+    """Guided backprop and LRP record the trained bottom once under their lean rules and replay it in
+    every later stage: on the trained network, where ReLUs really switch units off, each replayed map
+    equals the map of a fresh pass bit for bit, and the replay did skip modules."""
+    from benchmark.attribution.reuse import REPLAYED, BottomReuse
+    from benchmark.config.spec import GuidedBackpropSpec
+
+    spec, model, inputs, labels = model_and_images
+    plan = plan_for(spec, model.module)
+    ids = [str(k) for k in range(len(labels))]
+    for method_spec in (GuidedBackpropSpec(name="guided_backprop"), LRPSpec(name="lrp", composite="epsilon_plus_flat"),
+                        LRPSpec(name="lrp", composite="alpha2beta1")):
+        method = build_method(method_spec, model)
+        reuse = BottomReuse(inputs)
+        replayed: list[tuple[str, ...]] = []
+        method.attribute(model, inputs, labels, AttributionContext(ids, 0, 0, 8, {}, reuse.at(set())))
+        randomizer = Randomizer(model.module)
+        with stage_walk(randomizer, plan, [0]) as states:
+            for _, stage in states:
+                context = AttributionContext(ids, 0, stage.index, 8, {}, reuse.at(randomizer.randomized_modules))
+                handle = model.module.register_forward_pre_hook(lambda m, a: replayed.append(REPLAYED.get()))
+                try:
+                    reused = method.attribute(model, inputs, labels, context)
+                finally:
+                    handle.remove()
+                fresh = method.attribute(model, inputs, labels, AttributionContext(ids, 0, stage.index, 8, {}))
+                assert torch.equal(reused, fresh), (method.id, stage.index)
+        reuse.release()
+        assert any(replayed), method.id
