@@ -177,8 +177,9 @@ def basic_relevance(
     """``BasicHook.backward`` of zennit, minus the passes whose input is all zeros (dense and conv layers).
 
     For each (input, parameter, output) modifier: the modified input, the module's output on it with
-    modified parameters (``forward``: the module's own, not the lean wrapper around it); the relevance mapped onto the outputs, one gradient for the inputs that are
-    not all zero, and zennit's reducer over all of them (a zero input's gradient is zero).
+    modified parameters (``forward``: the module's own, not the lean wrapper around it); the
+    relevance mapped onto the outputs, one gradient for the inputs that are not all zero, and
+    zennit's reducer over all of them (a zero input's gradient is zero).
     """
     original = inputs[0].detach()
     skip_zeros = isinstance(module, AFFINE)
@@ -201,7 +202,7 @@ def basic_relevance(
     grad_outputs = rule.gradient_mapper(relevance, outputs)
     if isinstance(grad_outputs, Tensor):  # zennit's ε rule maps to one tensor, the others to a list
         grad_outputs = [grad_outputs]
-    gradients: list[Tensor] = [torch.zeros_like(value) for value in modified_inputs]
+    gradients = list(modified_inputs)  # an all-zero input is also its own (zero) gradient
     if live:
         found = torch.autograd.grad(
             [outputs[i] for i in live], [modified_inputs[i] for i in live], grad_outputs=[grad_outputs[i] for i in live]
