@@ -140,6 +140,12 @@ class AttributionMethod(ABC):
         accounting and the execution probe (a zennit-hooked pass costs more than a plain one)."""
         return type(self).backward_rules is not AttributionMethod.backward_rules
 
+    @property
+    def recorded_graphs(self) -> int:
+        """Plain forward graphs' worth of memory a recorded pass of this method keeps for the replays
+        (``attribution.reuse``; 0: its passes share the plain gradient's recording): for the chunk size."""
+        return 1 if self.has_backward_rules else 0
+
     @contextmanager
     def rules_applied(self, model: ModelBundle, inputs: Tensor) -> Iterator[None]:
         """The method's backward rules registered on the model for the duration (removed after)."""

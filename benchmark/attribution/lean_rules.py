@@ -24,11 +24,19 @@ of other kinds, and modules with children or called with keyword arguments, stay
 zennit way; both kinds of attachment mix in one composite. While attached, the modules'
 ``inplace`` flags are off (an in-place activation would overwrite a tensor a rule still needs;
 zennit clones every input instead).
+
+A rule node made while ``attribution.reuse`` records the trained bottom (``memoizing()``) keeps the
+modified passes of its first backward: they depend only on the node's input and the module's trained
+parameters, which are the same at every replay, so each later replay runs only the gradient of those
+passes (one convolution-sized pass per layer for z⁺ instead of two) — the same numbers, bit for bit.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +52,19 @@ AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Children a module may have and still be attached lean: no rule is ever put on them (efficientnet_pytorch's
 # same-padding convolutions hold their padding as a child module).
 PASSIVE_CHILDREN = (nn.Identity, nn.ZeroPad2d, nn.ConstantPad2d)
+# Set while a pass is recorded for replay: its rule nodes keep their modified passes (``memoizing``).
+MEMOIZE: ContextVar[bool] = ContextVar("memoize_modified_passes", default=False)
+
+
+@contextmanager
+def memoizing() -> Iterator[None]:
+    """Rule nodes made meanwhile keep the modified passes of their first backward for every later one:
+    for a graph whose backward runs again on the same inputs and parameters (a recorded bottom)."""
+    token = MEMOIZE.set(True)
+    try:
+        yield
+    finally:
+        MEMOIZE.reset(token)
 
 
 class RuleNode(torch.autograd.Function):
@@ -53,13 +74,14 @@ class RuleNode(torch.autograd.Function):
     def forward(ctx: Any, attached: "LeanRule", *inputs: Tensor) -> Tensor:
         output = attached.original_forward(*inputs)  # runs without autograd: no ordinary graph
         ctx.attached, ctx.output_shape = attached, output.shape
+        ctx.memo = {} if MEMOIZE.get() else None
         ctx.save_for_backward(*inputs)
         return output
 
     @staticmethod
     def backward(ctx: Any, relevance: Tensor) -> tuple[Tensor | None, ...]:
         inputs = ctx.saved_tensors
-        return (None, *ctx.attached.relevance(inputs, relevance, ctx.output_shape))
+        return (None, *ctx.attached.relevance(inputs, relevance, ctx.output_shape, ctx.memo))
 
 
 class LeanRule:
@@ -128,11 +150,19 @@ class LeanRule:
         self.rule.stored_tensors.clear()
 
     # -- the relevance ------------------------------------------------------------------------------------
-    def relevance(self, inputs: tuple[Tensor, ...], relevance: Tensor, output_shape: torch.Size) -> tuple:
+    def relevance(self, inputs: tuple[Tensor, ...], relevance: Tensor, output_shape: torch.Size,
+                  memo: dict | None = None) -> tuple:
+        """``memo``: where a node that is backpropagated again keeps its modified passes (None: not kept)."""
         if hasattr(self.rule, "lean_backward"):
             return tuple(self.rule.lean_backward(self.module, inputs, relevance))
         if isinstance(self.rule, BasicHook):
-            return basic_relevance(self.rule, self.module, self.original_forward, inputs, relevance, output_shape)
+            passes = memo.get("passes") if memo is not None else None
+            if passes is None:
+                passes = modified_passes(self.rule, self.module, self.original_forward, inputs, output_shape,
+                                         alias=memo is not None)
+                if memo is not None:
+                    memo["passes"] = passes
+            return basic_relevance(self.rule, passes, inputs, relevance, keep=memo is not None)
         self.rule.stored_tensors["input"] = inputs
         try:
             result = self.rule.backward(self.module, inputs, (relevance,))
@@ -166,21 +196,29 @@ def bias_of_zeros(param_mod: ParamMod, module: nn.Module, output_shape: torch.Si
     return bias.reshape((1, -1) + (1,) * (len(output_shape) - 2)).expand(output_shape)
 
 
-def basic_relevance(
+@dataclass(frozen=True)
+class ModifiedPasses:
+    """What a rule's backward needs besides the relevance: per (input, parameter, output) modifier the
+    modified input and the module's output on it with modified parameters (``live``: those run, with
+    their graph; the others had an all-zero input)."""
+
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+    live: list[int]
+
+
+def modified_passes(
     rule: BasicHook,
     module: nn.Module,
     forward: Callable[..., Tensor],
     inputs: tuple[Tensor, ...],
-    relevance: Tensor,
     output_shape: torch.Size,
-) -> tuple[Tensor | None, ...]:
-    """``BasicHook.backward`` of zennit, minus the passes whose input is all zeros (dense and conv layers).
-
-    For each (input, parameter, output) modifier: the modified input, the module's output on it with
-    modified parameters (``forward``: the module's own, not the lean wrapper around it); the
-    relevance mapped onto the outputs, one gradient for the inputs that are not all zero, and
-    zennit's reducer over all of them (a zero input's gradient is zero).
-    """
+    alias: bool = False,
+) -> ModifiedPasses:
+    """The modified passes of ``BasicHook.backward`` of zennit, minus those whose input is all zeros
+    (dense and conv layers: their output is the modified bias; the zero input is kept as a stride-0
+    tensor). ``forward`` is the module's own, not the lean wrapper around it. ``alias``: a modified input
+    equal to the input shares its memory (for passes that are kept)."""
     original = inputs[0].detach()
     skip_zeros = isinstance(module, AFFINE)
     modified_inputs: list[Tensor] = []
@@ -193,19 +231,33 @@ def basic_relevance(
         param_mod = ParamMod.ensure(param_mod)
         if skip_zeros and not bool(value.any()):
             outputs.append(out_mod(bias_of_zeros(param_mod, module, output_shape, value)))
+            value = torch.zeros((), dtype=value.dtype, device=value.device).expand(value.shape)
         else:
+            if alias and torch.equal(value, original):
+                value = original
             value = value.detach().requires_grad_()
             with param_mod(module), torch.enable_grad():
                 outputs.append(out_mod(forward(value)))
             live.append(index)
         modified_inputs.append(value)
+    return ModifiedPasses(modified_inputs, outputs, live)
+
+
+def basic_relevance(
+    rule: BasicHook, passes: ModifiedPasses, inputs: tuple[Tensor, ...], relevance: Tensor, keep: bool = False
+) -> tuple[Tensor | None, ...]:
+    """``BasicHook.backward`` of zennit on its modified passes: the relevance mapped onto their outputs,
+    one gradient for the inputs that are not all zero, and zennit's reducer over all of them (a zero
+    input's gradient is zero). ``keep``: the passes' graph stays for the next backward."""
+    modified_inputs, outputs, live = passes.inputs, passes.outputs, passes.live
     grad_outputs = rule.gradient_mapper(relevance, outputs)
     if isinstance(grad_outputs, Tensor):  # zennit's ε rule maps to one tensor, the others to a list
         grad_outputs = [grad_outputs]
     gradients = list(modified_inputs)  # an all-zero input is also its own (zero) gradient
     if live:
         found = torch.autograd.grad(
-            [outputs[i] for i in live], [modified_inputs[i] for i in live], grad_outputs=[grad_outputs[i] for i in live]
+            [outputs[i] for i in live], [modified_inputs[i] for i in live],
+            grad_outputs=[grad_outputs[i] for i in live], retain_graph=keep,
         )
         for i, gradient in zip(live, found):
             gradients[i] = gradient

@@ -271,3 +271,8 @@ class LRP(AttributionMethod):
 
     def passes(self) -> Passes:
         return Passes(1, 1)
+
+    @property
+    def recorded_graphs(self) -> int:
+        """The graph, and each rule node's modified passes kept for the replays (``lean_rules.memoizing``)."""
+        return 2

@@ -15,7 +15,9 @@ A recording belongs to one tile of images and one set of backward rules: the pla
 (``lean_rules``: guided backprop at ReLUs, LRP's composites), whose rules are nodes of the graph
 and stay in it. Rules attached by zennit are hooks that zennit removes from the graph with the
 composite after each call, so passes under those are never recorded (``lean_rules.replayable``).
-The canonizers LRP needs rewrite the same trained modules into the same parameters at every call.
+The canonizers LRP needs rewrite the same trained modules into the same parameters at every call;
+so a recorded rule node also keeps the modified passes of its rule (``lean_rules.memoizing``) and
+a replay runs only their gradient.
 
 A module is replayed only if it was called once, returned a tensor, and nothing modified that
 tensor in place later in the recorded pass (torchvision's stem ReLU runs in place on the
@@ -34,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
+
+from .lean_rules import memoizing
 
 NEVER = sys.maxsize  # a call index after every call
 
@@ -111,7 +115,8 @@ def record_forward(module: nn.Module, leaf: Tensor, randomized: frozenset[str] |
         handles.append(child.register_forward_pre_hook(started))
         handles.append(child.register_forward_hook(ended))
     try:
-        logits = module(leaf)
+        with memoizing():  # lean rule nodes keep their modified passes for the replays
+            logits = module(leaf)
     finally:
         for handle in handles:
             handle.remove()

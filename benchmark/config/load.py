@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .spec import EXECUTION_ONLY_KEYS, LOCATION_KEYS, SECTIONS, JobSpec
+from .spec import ADDED_LATER_KEYS, EXECUTION_ONLY_KEYS, LOCATION_KEYS, SECTIONS, JobSpec
 
 
 class SpecError(ValueError):
@@ -211,6 +211,12 @@ def science_dict(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
         for part in key_path[:-1]:
             node = node.get(part, {})
         node.pop(key_path[-1], None)
+    for key_path, default in ADDED_LATER_KEYS.items():
+        node = data
+        for part in key_path[:-1]:
+            node = node.get(part, {})
+        if node.get(key_path[-1], default) == default:
+            node.pop(key_path[-1], None)
     return data
 
 

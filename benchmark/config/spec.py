@@ -674,6 +674,12 @@ class RuntimeSpec(StrictModel):
         "stage, recompute only the modules from the first randomized one on (same numbers; 'auto': on unless the "
         "probe measures a replayed pass no faster than a fresh one).",
     )
+    fold_batchnorm: bool | Literal["auto"] = Field(
+        "auto",
+        description="Forward passes that need no gradient (occlusion curves) run through a copy of the model with "
+        "each BatchNorm folded into the convolution before it: same numbers to float rounding ('auto': on where "
+        "the probe measures it faster; gradients always go through the model itself).",
+    )
     threads: int | Literal["auto"] = Field(
         "auto",
         description="torch intra-op CPU threads of every worker (the inline run and each Ray actor), whatever the "
@@ -858,7 +864,7 @@ class JobSpec(StrictModel):
 
 
 # Keys whose values do not change any number in the results: a resume may change them. Not here:
-# runtime.threads, batch_size, chunk_size, channels_last, precision (float reduction order;
+# runtime.threads, batch_size, chunk_size, channels_last, fold_batchnorm, precision (float reduction order;
 # tests/engine/test_determinism.py); their 'auto' values are resolved once and recorded in the manifest.
 # runtime.device is here although a GPU's numbers differ from a CPU's in the last bits: 'auto'
 # resolves per machine anyway, and every shard records its device (table 'shards').
@@ -884,4 +890,10 @@ LOCATION_KEYS = {
     ("dataset", "annotation_file"),
     ("dataset", "labels_file"),
     ("dataset", "class_list"),
+}
+
+# Keys added after runs were made, with their default: left out of the spec's identity while they hold it,
+# so a run made before the key existed (which did what the default does) still resumes.
+ADDED_LATER_KEYS = {
+    ("runtime", "fold_batchnorm"): "auto",
 }

@@ -51,8 +51,7 @@ def pass_function(
 
     if not backward:
         def forward() -> None:
-            with torch.no_grad():
-                model.module(x)
+            model.forward_only(x)
         return forward
     if replayed or randomized:
         with rules_on():
@@ -87,8 +86,11 @@ def timed(once: Callable[[], None], device: torch.device, repeats: int) -> float
 
 
 @contextmanager
-def execution(model: ModelBundle, channels_last: bool, threads: int, precision: str) -> Iterator[None]:
-    """The model in this layout, torch with these threads and this matmul precision; restored afterwards."""
+def execution(model: ModelBundle, channels_last: bool, threads: int, precision: str,
+              fold: bool | None = None) -> Iterator[None]:
+    """The model in this layout, torch with these threads and this matmul precision, forward-only passes
+    with BatchNorms folded or not (None: as the model has it); restored afterwards."""
+    before_fold = model.fold_batchnorm
     before_threads = torch.get_num_threads()
     before_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     before_layout = next((p for p in model.module.parameters() if p.dim() == 4), None)
@@ -97,9 +99,12 @@ def execution(model: ModelBundle, channels_last: bool, threads: int, precision: 
     model.module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     torch.set_num_threads(threads)
     set_precision(precision, model.device)
+    if fold is not None:
+        model.fold_batchnorm = fold
     try:
         yield
     finally:
+        model.fold_batchnorm = before_fold
         torch.set_num_threads(before_threads)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before_tf32
         model.module.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
@@ -120,7 +125,9 @@ class PassProbe:
     def __call__(self, point: Point) -> float:
         model = self.model
         x = torch.randn(point.size, 3, self.image_size, self.image_size, generator=self.generator).to(model.device)
-        with execution(model, point.channels_last, point.threads, point.precision):
+        with execution(model, point.channels_last, point.threads, point.precision, fold=point.fold):
+            if point.fold:
+                model.forward_only(x[:1])  # the folded copy is built once per model state, not per pass
             once = pass_function(
                 model, x, backward=point.kind != "forward", rules=self.rules.get(point.kind),
                 randomized=self.replay_modules if point.replay else frozenset(),

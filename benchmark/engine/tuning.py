@@ -23,6 +23,7 @@ from ..experiments.batch import BatchEvaluator
 from ..models import load_model
 from ..models.bundle import resolve_device
 from ..models.chunking import gpu_chunk
+from ..models.folding import foldable
 from ..models.tuning import (
     CHUNK_CANDIDATES, TUNED_KEYS, ExecutionSettings, PassKind, Tuner, fallback_settings, open_keys,
 )
@@ -137,7 +138,8 @@ def chunk_ladder(evaluator: BatchEvaluator, image_size: int, images: int) -> tup
     model = evaluator.model
     if model.device.type != "cuda":
         return CHUNK_CANDIDATES
-    cap = gpu_chunk(model, image_size, retained_inputs=images if evaluator.walk.reuse else 0)
+    recorded = 1 + sum(method.recorded_graphs for method in evaluator.methods)  # the batch's recorded bottoms
+    cap = gpu_chunk(model, image_size, retained_inputs=images * recorded if evaluator.walk.reuse else 0)
     ladder = [size for size in (2 ** i for i in range(3, 11)) if size <= cap]
     return tuple(ladder or [cap])
 
@@ -177,10 +179,12 @@ def settle_execution(spec: JobSpec, previous: dict[str, Any] | None, evaluator: 
     middle = frozenset(plan.modules_at(len(plan.stages) // 2 + 1)) if plan.stages else frozenset()
     probe = PassProbe(evaluator.model, spec.dataset.crop, {m.id: m for m in evaluator.methods if m.has_backward_rules},
                       replay_modules=middle)
+    can_fold = "fold_batchnorm" in keys and foldable(evaluator.model.module)
     tuner = Tuner(
         workload(evaluator, batch), probe, fixed=fixed, open_keys=keys,
         chunks=chunk_ladder(evaluator, spec.dataset.crop, batch), max_threads=max_threads,
-        cuda=device.type == "cuda", replayable=replayable, budget=runtime.tuning_seconds, clock=time.perf_counter,
+        cuda=device.type == "cuda", replayable=replayable, foldable=can_fold, budget=runtime.tuning_seconds,
+        clock=time.perf_counter,
     )
     result = tuner.run()
     if "threads" in keys and max_threads == 1:
@@ -189,4 +193,6 @@ def settle_execution(spec: JobSpec, previous: dict[str, Any] | None, evaluator: 
         chosen_by["precision"] = "no TF32 on a CPU"
     if "reuse_bottom_forward" in keys and not replayable:
         chosen_by["reuse_bottom_forward"] = "nothing to replay in this job"
+    if "fold_batchnorm" in keys and not can_fold:
+        chosen_by["fold_batchnorm"] = "no BatchNorm after a convolution to fold (or the model does not trace)"
     return ExecutionRecord(result.settings, chosen_by, str(device), result.summary())

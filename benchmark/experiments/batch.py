@@ -49,7 +49,7 @@ class BatchEvaluator:
         # a run's workers get every execution setting resolved (``engine.tuning``); elsewhere 'auto' falls back
         reuse = randomized and fallback_settings(spec.runtime, model.device.type).reuse_bottom_forward
         # graphs of the recorded bottom kept per batch: the plain pass and each method with (lean) rules
-        retained = spec.runtime.batch_size * (1 + sum(m.has_backward_rules for m in self.methods)) if reuse else 0
+        retained = spec.runtime.batch_size * (1 + sum(m.recorded_graphs for m in self.methods)) if reuse else 0
         self.chunk_size = resolve_chunk_size(spec.runtime.chunk_size, model, spec.dataset.crop, retained)
         setup = Setup(spec, model, plan, self.methods, self.chunk_size)
         self.experiments = [kind.build(setup) for kind in kinds]

@@ -107,7 +107,7 @@ class OcclusionCurves:
 def target_scores(model: ModelBundle, pixels: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Softmax probability and logit of each input's target class; pixels are unnormalized."""
     with span("passes: forward (occlusion)"):
-        logits = model.module(model.normalize(pixels))
+        logits = model.forward_only(model.normalize(pixels))
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     index = targets.view(-1, 1)
     return logits.softmax(dim=-1).gather(1, index).squeeze(1), logits.gather(1, index).squeeze(1)

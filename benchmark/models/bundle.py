@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config.spec import JobSpec
+from .folding import FoldedForward
 from .randomization.plan import classifier_head
 from .registry import ModelDef, define_model
 from .tuning import fallback_settings
@@ -34,6 +35,8 @@ class ModelBundle:
     std: torch.Tensor = field(repr=False)
     input_size: int = 224  # side of the model's (square) input: what build-time probes feed it
     probes: dict[str, Any] = field(default_factory=dict, repr=False)  # results of build-time probes, by name
+    fold_batchnorm: bool = False  # forward-only passes through a copy with BatchNorms folded (``models.folding``)
+    _folded: FoldedForward | None = field(default=None, repr=False, compare=False)
 
     @property
     def family(self) -> str:
@@ -52,6 +55,22 @@ class ModelBundle:
             "parameters": int(sum(p.numel() for p in self.module.parameters())),
             "probes": {name: probe for name, probe in self.probes.items() if isinstance(probe, dict)},
         }
+
+    def forward_only(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits of normalized ``inputs`` with no gradient: through the folded copy where the run folds
+        BatchNorms, else the model. The model's forward pre-hooks see the call either way (a call of the
+        model: pass accounting, a user's hooks)."""
+        if not self.fold_batchnorm:
+            with torch.no_grad():
+                return self.module(inputs)
+        args = (inputs,)
+        for hook in tuple(self.module._forward_pre_hooks.values()):
+            changed = hook(self.module, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        if self._folded is None or self._folded.module is not self.module:
+            self._folded = FoldedForward(self.module)
+        return self._folded(*args)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Unnormalized [N,3,H,W] pixels in [0,1] -> model input."""
@@ -193,7 +212,8 @@ def load_model(spec: JobSpec, device: torch.device | None = None) -> ModelBundle
     channels = len(mean_values)
     mean = torch.tensor(mean_values, device=device, dtype=torch.float32).view(1, channels, 1, 1)
     std = torch.tensor(std_values, device=device, dtype=torch.float32).view(1, channels, 1, 1)
-    return ModelBundle(spec.model.name, definition, module, device, source, mean, std, input_size=spec.dataset.crop)
+    return ModelBundle(spec.model.name, definition, module, device, source, mean, std, input_size=spec.dataset.crop,
+                       fold_batchnorm=settings.fold_batchnorm)
 
 
 __all__ = ["ModelBundle", "WeightsUnavailable", "build_module", "load_model", "resolve_device"]

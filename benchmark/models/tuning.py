@@ -1,4 +1,5 @@
-"""Execution settings chosen by measurement: chunk size, memory layout, threads, forward reuse, precision.
+"""Execution settings chosen by measurement: chunk size, memory layout, threads, forward reuse, precision,
+BatchNorm folding for the forward-only passes.
 
 None of these settings changes what is computed, only how: the numbers they give differ in the last
 bits (float reduction order), never more. Their best values depend on the model, the input size, the
@@ -20,7 +21,9 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable
 
-TUNED_KEYS = ("chunk_size", "channels_last", "threads", "reuse_bottom_forward", "precision")
+TUNED_KEYS = ("chunk_size", "channels_last", "threads", "reuse_bottom_forward", "precision", "fold_batchnorm")
+# Settings added after runs were recorded: what a manifest without them did (a resume stays bitwise equal).
+ADDED_LATER = {"fold_batchnorm": False}
 CHUNK_CANDIDATES = (8, 16, 32, 64)  # CPU; on a GPU the ladder goes on up to what memory allows
 CPU_FALLBACK_CHUNK = 8  # what 'auto' means where nothing was measured (a worker built without a run)
 
@@ -34,12 +37,14 @@ class ExecutionSettings:
     threads: int
     reuse_bottom_forward: bool
     precision: str  # 'tf32' | 'fp32' (matters on CUDA only)
+    fold_batchnorm: bool = False  # forward-only passes through a copy with BatchNorms folded (``models.folding``)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ExecutionSettings":
+        values = {**ADDED_LATER, **values}
         missing = [key for key in TUNED_KEYS if key not in values]
         if missing:
             raise ValueError(f"execution settings lack {', '.join(missing)}")
@@ -49,13 +54,15 @@ class ExecutionSettings:
             threads=int(values["threads"]),
             reuse_bottom_forward=bool(values["reuse_bottom_forward"]),
             precision=str(values["precision"]),
+            fold_batchnorm=bool(values["fold_batchnorm"]),
         )
 
     def describe(self) -> str:
         return (
             f"chunk {self.chunk_size}, {'channels-last' if self.channels_last else 'contiguous'} layout, "
             f"{self.threads} thread{'s' if self.threads != 1 else ''}, forward reuse "
-            f"{'on' if self.reuse_bottom_forward else 'off'}, {self.precision}"
+            f"{'on' if self.reuse_bottom_forward else 'off'}, "
+            f"{'BatchNorms folded in forward-only passes, ' if self.fold_batchnorm else ''}{self.precision}"
         )
 
 
@@ -97,6 +104,7 @@ class Point:
     precision: str = "fp32"
     replay: bool = False  # the plain pass recomputing only the randomized top (``attribution.reuse``)
     record: bool = False  # the plain pass recording its graph for later replays
+    fold: bool = False  # a forward pass through the copy with BatchNorms folded (``models.folding``)
 
 
 @dataclass
@@ -151,6 +159,7 @@ class Tuner:
         max_threads: int = 1,
         cuda: bool = False,
         replayable: bool = False,
+        foldable: bool = False,
         budget: float = 10.0,
         clock: Clock,
     ) -> None:
@@ -158,7 +167,7 @@ class Tuner:
         self.measure_fn, self.fixed, self.open = measure, fixed, set(open_keys)
         self.chunks = tuple(sorted(set(chunks))) if "chunk_size" in self.open else (fixed.chunk_size,)
         self.layouts = (True, False) if "channels_last" in self.open else (fixed.channels_last,)
-        self.max_threads, self.cuda, self.replayable = max(1, max_threads), cuda, replayable
+        self.max_threads, self.cuda, self.replayable, self.foldable = max(1, max_threads), cuda, replayable, foldable
         self.budget, self.clock = budget, clock
         self.times: dict[Point, float] = {}
         self.notes: list[str] = []
@@ -178,7 +187,7 @@ class Tuner:
                  and p.record == point.record]
         if not any(p.kind == point.kind and p.channels_last == point.channels_last and p.replay == point.replay
                    and p.record == point.record and p.threads == point.threads and p.precision == point.precision
-                   for p in self.times):
+                   and p.fold == point.fold for p in self.times):
             return True
         cost = 2 * point.size * min(known)  # about a warm-up and a timed call
         return self.clock() - self.started + cost <= self.budget
@@ -198,8 +207,8 @@ class Tuner:
             return value
         # not affordable: the largest smaller size measured for this kind stands in
         smaller = [(p.size, v) for p, v in self.times.items() if p.kind == kind.name and p.channels_last == channels_last
-                   and p.size <= size and not p.replay and not p.record and p.threads == self.fixed.threads
-                   and p.precision == self.fixed.precision]
+                   and p.size <= size and not p.replay and not p.record and not p.fold
+                   and p.threads == self.fixed.threads and p.precision == self.fixed.precision]
         return max(smaller)[1] if smaller else None
 
     # -- the cost model ----------------------------------------------------------------------------------
@@ -238,6 +247,7 @@ class Tuner:
         settings = self._threads(settings)
         settings = self._reuse(settings)
         settings = self._precision(settings)
+        settings = self._fold(settings)
         return TuningResult(settings, predicted, list(self.times.items()), self.clock() - self.started, self.notes)
 
     def _heaviest(self, settings: ExecutionSettings) -> PassKind | None:
@@ -303,6 +313,24 @@ class Tuner:
         return replace(settings, precision="fp32")
 
 
+    def _fold(self, settings: ExecutionSettings) -> ExecutionSettings:
+        """Fold BatchNorms for the forward-only stream (occlusion) where a folded pass measures faster."""
+        if "fold_batchnorm" not in self.open:
+            return settings
+        stream = max((kind for kind in self.workload if not kind.backward and kind.chunked),
+                     key=lambda kind: kind.per_image, default=None)
+        if not self.foldable or stream is None:
+            return replace(settings, fold_batchnorm=False)  # nothing to fold, or no forward-only stream
+        size = stream.call_size(settings.chunk_size)
+        common = dict(threads=settings.threads, precision=settings.precision)
+        kept = self.time(self._point(stream.name, size, settings.channels_last, **common))
+        folded = self.time(self._point(stream.name, size, settings.channels_last, fold=True, **common))
+        if kept is None or folded is None:
+            self.notes.append("BatchNorm folding: not measured within the budget; off")
+            return replace(settings, fold_batchnorm=False)
+        return replace(settings, fold_batchnorm=folded < kept * (1 - self.IMPROVEMENT / 3))
+
+
 def open_keys(runtime: Any) -> list[str]:
     """The execution settings a job leaves to the probe ('auto')."""
     return [key for key in TUNED_KEYS if getattr(runtime, key) == "auto"]
@@ -311,7 +339,8 @@ def open_keys(runtime: Any) -> list[str]:
 def fallback_settings(runtime: Any, device_type: str, chunk_size: int | None = None) -> ExecutionSettings:
     """The explicit values of ``runtime`` and, for 'auto', what holds where nothing was measured (a model
     or evaluator built outside a run, a probe with no budget): chunk 8 on a CPU (``chunk_size`` where
-    the caller sized it, e.g. from GPU memory), channels-last, 1 thread, forward reuse on, TF32 on CUDA."""
+    the caller sized it, e.g. from GPU memory), channels-last, 1 thread, forward reuse on, TF32 on CUDA,
+    BatchNorms not folded."""
 
     def value(key: str, fallback: Any) -> Any:
         given = getattr(runtime, key)
@@ -323,6 +352,7 @@ def fallback_settings(runtime: Any, device_type: str, chunk_size: int | None = N
         threads=int(value("threads", 1)),
         reuse_bottom_forward=bool(value("reuse_bottom_forward", True)),
         precision=str(value("precision", "tf32" if device_type == "cuda" else "fp32")),
+        fold_batchnorm=bool(value("fold_batchnorm", False)),
     )
 
 

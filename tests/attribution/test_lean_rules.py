@@ -19,7 +19,7 @@ from .attribution_models import (
 )
 from benchmark.attribution import AttributionContext, build_method
 from benchmark.attribution.backward import AtInput, path_gradient
-from benchmark.attribution.lean_rules import LeanRule, lean
+from benchmark.attribution.lean_rules import LeanRule, lean, memoizing
 from benchmark.attribution.lrp import CANONIZERS, COMPOSITES, COMPOSITE_FAMILIES
 from benchmark.config.spec import LRPSpec
 from benchmark.experiments.skip_path import branch_relevance
@@ -99,6 +99,38 @@ def test_half_the_convolution_work_of_zennit_for_z_plus(resnet18) -> None:
     zennit_way, lean_way = both_ways(resnet18, "epsilon_plus_flat", inputs)
     ratio = flops(lean_way) / flops(zennit_way)
     assert 0.45 < ratio < 0.6, ratio
+
+
+def test_a_recorded_node_keeps_its_modified_passes_for_the_next_backward(resnet18) -> None:
+    """A graph recorded while ``memoizing`` (the trained bottom that ``attribution.reuse`` replays) runs
+    each rule's modified forward once: the second backward through it makes only their gradients, and
+    every backward gives the relevance of a graph that keeps nothing, bit for bit."""
+    inputs, targets = make_inputs(resnet18, n=2), make_targets(2)
+    _, lean_way = both_ways(resnet18, "epsilon_plus_flat", inputs)
+
+    def backward_runs(memoized: bool, runs: int) -> list[tuple[torch.Tensor, int]]:
+        with lean_way.context(resnet18.module):
+            leaf = inputs.clone().requires_grad_()
+            if memoized:
+                with memoizing():
+                    logits = resnet18.module(leaf)
+            else:
+                logits = resnet18.module(leaf)
+            selected = logits.gather(1, targets.view(-1, 1)).sum()
+            results = []
+            for _ in range(runs):
+                with Flops() as counter:
+                    (gradient,) = torch.autograd.grad(selected, leaf, retain_graph=True)
+                results.append((gradient, counter.total))
+            return results
+
+    (fresh, fresh_flops), = backward_runs(memoized=False, runs=1)
+    (first, first_flops), (second, second_flops) = backward_runs(memoized=True, runs=2)
+    assert fresh.abs().sum() > 0
+    assert torch.equal(first, fresh) and torch.equal(second, fresh)
+    assert first_flops == fresh_flops
+    # z+ after ReLUs: one modified forward and its gradient per conv; the replay keeps the forward
+    assert 0.4 < second_flops / first_flops < 0.6, (second_flops, first_flops)
 
 
 class Flops(TorchDispatchMode):

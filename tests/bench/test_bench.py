@@ -165,7 +165,8 @@ def test_the_profile_names_every_part_and_adds_up(report) -> None:
 
 def test_the_tuned_settings_are_reported(report) -> None:
     execution = report["execution"]
-    assert set(execution["settings"]) == {"chunk_size", "channels_last", "threads", "reuse_bottom_forward", "precision"}
+    assert set(execution["settings"]) == {"chunk_size", "channels_last", "threads", "reuse_bottom_forward", "precision",
+                                          "fold_batchnorm"}
     assert execution["chosen_by"]["chunk_size"] == "runtime"  # TINY pins it (tests compare runs bitwise)
     assert execution["chosen_by"]["reuse_bottom_forward"] == "probe"
     assert execution["described"].startswith(f"chunk {execution['settings']['chunk_size']},")

@@ -17,9 +17,10 @@ TINY = {
     "methods": [{"name": "gradient"}, {"name": "lrp", "composite": "epsilon_plus_flat"}, {"name": "noise"}],
     "metrics": {"normalizations": ["second_moment", "none"]},
     "occlusion": {"kernels": [8], "steps": 6},
-    # chunk and layout pinned: tests compare independent runs bit for bit, and 'auto' is decided per run by
+    # chunk, layout and folding pinned: tests compare independent runs bit for bit, and 'auto' is decided per run by
     # a timing probe (two fresh runs may choose differently; a resume reuses the choice: tests/engine/test_tuning.py)
-    "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0, "chunk_size": 8, "channels_last": True},
+    "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0, "chunk_size": 8, "channels_last": True,
+                "fold_batchnorm": False},
 }
 
 

@@ -30,7 +30,8 @@ RAY_JOB: dict[str, Any] = {
     "methods": [{"name": "gradient"}, {"name": "noise"}],
     "metrics": {"normalizations": ["second_moment"], "similarities": ["ssim", "mse"], "absolute": [False, True]},
     "occlusion": {"kernels": [16], "steps": 2},
-    "runtime": {"device": "auto", "batch_size": 1, "num_gpus": 1, "num_cpus": 1, "chunk_size": 8, "channels_last": True},
+    "runtime": {"device": "auto", "batch_size": 1, "num_gpus": 1, "num_cpus": 1, "chunk_size": 8, "channels_last": True,
+                "fold_batchnorm": False},
 }
 SHARDS = list(range(6))
 SCIENCE_TABLES = ("randomization", "occlusion")

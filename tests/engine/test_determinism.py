@@ -43,9 +43,11 @@ JOB = {
     ],
     "metrics": {"normalizations": ["second_moment"], "absolute": [False, True]},
     "occlusion": {"kernels": [8], "steps": 4},
-    # chunk and layout pinned: the inline and Ray runs below are independent runs, and 'auto' is decided per
-    # run by a timing probe; a resume reuses the run's decision (test_a_resume_of_a_tuned_run_...)
-    "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0, "num_cpus": 1, "chunk_size": 8, "channels_last": True},
+    # chunk, layout and folding pinned: the inline and Ray runs below are independent runs, and 'auto' is decided
+    # per run by a timing probe; a resume reuses the run's decision (test_a_resume_of_a_tuned_run_...). The
+    # occlusion forwards go through the BatchNorm-folded copy: rebuilt in every actor, bitwise the same.
+    "runtime": {"device": "cpu", "batch_size": 2, "num_gpus": 0, "num_cpus": 1, "chunk_size": 8, "channels_last": True,
+                "fold_batchnorm": True},
 }
 SHARDS = [0, 1, 2]
 
@@ -147,6 +149,7 @@ def test_the_inline_executor_runs_with_the_specs_threads(tmp_path, monkeypatch) 
         ("batch_size", 3, True),  # which images share a convolution's batch
         ("chunk_size", 3, True),  # which inputs share a pass
         ("channels_last", False, True),  # another convolution kernel
+        ("fold_batchnorm", False, True),  # occlusion forwards with BatchNorms as their own pass
         ("precision", "tf32", True),  # on a GPU: matmul rounding
         ("tuning_seconds", 1, False),  # a resume takes the recorded settings, however long the first probe was
         ("actors", 4, False),

@@ -57,7 +57,7 @@ def test_a_run_probes_once_records_prints_and_its_workers_use_the_settings(tmp_p
     manifest = OutputStore(str(tmp_path / "out")).read_json("manifest.json")
     execution = manifest[EXECUTION]
     assert execution["settings"] == {"chunk_size": 16, "channels_last": False, "threads": 1,
-                                     "reuse_bottom_forward": True, "precision": "fp32"}
+                                     "reuse_bottom_forward": True, "precision": "fp32", "fold_batchnorm": False}
     assert execution["chosen_by"]["chunk_size"] == "probe" and execution["chosen_by"]["channels_last"] == "probe"
     assert execution["chosen_by"]["threads"] == "1 CPU per worker (runtime.num_cpus)"
     assert manifest["threads"] == 1 and manifest["precision"] == "fp32"
@@ -104,10 +104,11 @@ def test_a_new_run_probes_again(tmp_path, monkeypatch) -> None:
 def test_explicit_values_are_used_as_given_and_nothing_is_probed(tmp_path, monkeypatch) -> None:
     refuse_probe(monkeypatch)
     job = {**AUTO, "runtime": {**AUTO["runtime"], "chunk_size": 3, "channels_last": False, "threads": 2,
-                               "reuse_bottom_forward": False, "precision": "tf32"}}
+                               "reuse_bottom_forward": False, "precision": "tf32", "fold_batchnorm": True}}
     state = prepare_run(validate_job(job), str(tmp_path / "out"))
     assert state.manifest[EXECUTION]["settings"] == {"chunk_size": 3, "channels_last": False, "threads": 2,
-                                                     "reuse_bottom_forward": False, "precision": "tf32"}
+                                                     "reuse_bottom_forward": False, "precision": "tf32",
+                                                     "fold_batchnorm": True}
     assert set(state.manifest[EXECUTION]["chosen_by"].values()) == {"runtime"}
     assert state.manifest["threads"] == 2
 

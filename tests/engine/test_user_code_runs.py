@@ -51,7 +51,7 @@ def nets(tmp_path_factory) -> Path:
 
 
 # the inline and Ray runs compared here are independent runs: 'auto' execution settings are probed per run
-PINNED = ["runtime.chunk_size=8", "runtime.channels_last=true"]
+PINNED = ["runtime.chunk_size=8", "runtime.channels_last=true", "runtime.fold_batchnorm=false"]
 
 
 def run_smoke(out: Path, overrides: list[str], executor: str) -> int:

@@ -13,7 +13,7 @@ from benchmark.models.tuning import (
 )
 
 FIXED = ExecutionSettings(chunk_size=8, channels_last=True, threads=1, reuse_bottom_forward=True, precision="fp32")
-ALL = ("chunk_size", "channels_last", "threads", "reuse_bottom_forward", "precision")
+ALL = ("chunk_size", "channels_last", "threads", "reuse_bottom_forward", "precision", "fold_batchnorm")
 
 
 class FakeTimer:
@@ -140,6 +140,28 @@ def test_a_spent_budget_still_times_tf32_and_threads_once() -> None:
     assert tune(kinds, threads, budget=1, max_threads=2).settings.threads == 2
 
 
+OCCLUSION = PassKind("forward", False, per_image=150, images=1, steps=8 * 150)  # a flat stream of forwards
+
+
+@pytest.mark.parametrize("folded_time, foldable, expected", [(0.9, True, True), (0.995, True, False), (0.5, False, False)])
+def test_batchnorms_are_folded_where_the_folded_forward_measures_faster(folded_time, foldable, expected) -> None:
+    timer = FakeTimer(lambda p: folded_time if p.fold else 1.0)
+    result = tune([PLAIN, OCCLUSION], timer, keys=("fold_batchnorm",), foldable=foldable)
+    assert result.settings.fold_batchnorm is expected
+    assert any(p.fold and p.kind == "forward" for p in timer.points) is foldable
+    # no forward-only stream in the job: nothing to fold, nothing timed
+    nothing = FakeTimer(lambda p: 0.1 if p.fold else 1.0)
+    assert not tune([PLAIN], nothing, keys=("fold_batchnorm",), foldable=True).settings.fold_batchnorm
+    assert not any(p.fold for p in nothing.points)
+
+
+def test_a_manifest_from_before_folding_resumes_without_folding() -> None:
+    recorded = {"chunk_size": 8, "channels_last": True, "threads": 1, "reuse_bottom_forward": True, "precision": "fp32"}
+    assert ExecutionSettings.from_dict(recorded).fold_batchnorm is False
+    with pytest.raises(ValueError, match="lack threads"):
+        ExecutionSettings.from_dict({k: v for k, v in recorded.items() if k != "threads"})
+
+
 @pytest.mark.parametrize("images, steps, chunk", list(itertools.product([1, 2, 5, 16], [1, 3, 32], [1, 3, 8, 16, 64])))
 def test_call_size_is_the_largest_tile_the_pipeline_makes(images, steps, chunk) -> None:
     largest = max((s.stop - s.start) * (i.stop - i.start) for s, i in tiles(steps, images, chunk))
@@ -149,7 +171,7 @@ def test_call_size_is_the_largest_tile_the_pipeline_makes(images, steps, chunk) 
 def test_auto_keys_fall_back_outside_a_run_and_resolve_into_a_spec() -> None:
     spec = validate_job({"name": "t", "model": {"name": "resnet34"}, "dataset": {"kind": "synthetic"},
                          "methods": [{"name": "gradient"}], "runtime": {"chunk_size": 5}})
-    assert open_keys(spec.runtime) == ["channels_last", "threads", "reuse_bottom_forward", "precision"]
+    assert open_keys(spec.runtime) == ["channels_last", "threads", "reuse_bottom_forward", "precision", "fold_batchnorm"]
     assert fallback_settings(spec.runtime, "cpu") == ExecutionSettings(5, True, 1, True, "fp32")
     assert fallback_settings(spec.runtime, "cuda").precision == "tf32"
     resolved = with_settings(spec, ExecutionSettings(16, False, 2, False, "fp32"))
