@@ -142,7 +142,7 @@ class Tuner:
     ``fixed``: the settings given explicitly (never probed); ``open_keys``: those to choose.
     The chunk ladder is walked upward per layout and stops where the predicted time per image stops
     falling (a pass gets slower per input once its working set leaves the caches); measurements that
-    would not fit the remaining budget are skipped and the last measured size stands in for them.
+    would not fit the remaining budget are skipped and the nearest measured size stands in for them.
     Ties go to the smaller chunk, the fewer threads and the default layout (channels-last).
     """
 
@@ -205,11 +205,16 @@ class Tuner:
         value = self.time(self._point(kind.name, size, channels_last))
         if value is not None:
             return value
-        # not affordable: the largest smaller size measured for this kind stands in
-        smaller = [(p.size, v) for p, v in self.times.items() if p.kind == kind.name and p.channels_last == channels_last
-                   and p.size <= size and not p.replay and not p.record and not p.fold
-                   and p.threads == self.fixed.threads and p.precision == self.fixed.precision]
-        return max(smaller)[1] if smaller else None
+        # not affordable: the nearest size measured for this kind stands in, the largest smaller one first
+        # (two kinds of one name at different call sizes, e.g. the occlusion stream at the chunk and the
+        # logits forward at the batch, must not drop a layout from the comparison when the budget is spent)
+        measured = [(p.size, v) for p, v in self.times.items() if p.kind == kind.name and p.channels_last == channels_last
+                    and not p.replay and not p.record and not p.fold
+                    and p.threads == self.fixed.threads and p.precision == self.fixed.precision]
+        if not measured:
+            return None
+        nearest = min(measured, key=lambda item: (item[0] > size, abs(item[0] - size)))
+        return nearest[1]
 
     # -- the cost model ----------------------------------------------------------------------------------
     def predict(self, chunk: int, channels_last: bool) -> float | None:

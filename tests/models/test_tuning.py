@@ -94,6 +94,20 @@ def test_a_spent_budget_still_measures_each_kind_in_both_layouts() -> None:
     assert result.predicted["8/contiguous"] == pytest.approx(5 * 2.0 + 100 * 0.10)
 
 
+def test_a_spent_budget_keeps_both_layouts_when_two_kinds_share_a_name() -> None:
+    """The occlusion stream (call size = chunk) and the logits forward (call size = batch of 4) are both
+    forward passes: with the budget spent, the contiguous logits forward at 4 is not measured and the
+    stream's time at 8 stands in for it, so the contiguous layout is still compared (at 224 px the
+    probe dropped it because only smaller sizes could stand in)."""
+    logits = PassKind("forward", False, per_image=1, images=4)
+    stream = PassKind("forward", False, per_image=100, images=1, steps=400)
+    timer = FakeTimer(lambda p: (1.5 if p.channels_last else 1.0) * {4: 0.2, 8: 0.1}.get(p.size, 0.1))
+    result = tune([logits, stream], timer, budget=1, keys=("chunk_size", "channels_last"))
+    assert ("forward", 4, False) not in {(p.kind, p.size, p.channels_last) for p in timer.points}
+    assert result.predicted["8/contiguous"] == pytest.approx(1 * 0.1 + 100 * 0.1)
+    assert (result.settings.chunk_size, result.settings.channels_last) == (8, False)
+
+
 def test_explicit_values_are_never_probed() -> None:
     timer = FakeTimer(by_layout({8: 1.0, 16: 0.1, 32: 0.1, 64: 0.1}, {8: 0.1, 16: 0.1, 32: 0.1, 64: 0.1}))
     result = tune([PLAIN], timer, keys=())
