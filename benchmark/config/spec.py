@@ -688,10 +688,11 @@ class RuntimeSpec(StrictModel):
         "between 1 and the CPUs a worker may use (runtime.num_cpus, default 1, so 1 thread).",
     )
     tuning_seconds: float = Field(
-        10.0,
+        30.0,
         ge=0,
         description="Budget of the probe that decides the 'auto' execution settings at the start of a run (each "
-        "kind of pass is measured at least once); 0: no probe, fixed fallbacks.",
+        "kind of pass is measured at least once in each layout, and a close call between the layouts is timed "
+        "once more); 0: no probe, fixed fallbacks.",
     )
     num_gpus: float = Field(1.0, ge=0, description="GPUs per actor (fractions allowed; 0 on CPU clusters).")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")

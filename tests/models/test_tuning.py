@@ -108,6 +108,70 @@ def test_a_spent_budget_keeps_both_layouts_when_two_kinds_share_a_name() -> None
     assert (result.settings.chunk_size, result.settings.channels_last) == (8, False)
 
 
+def outlier_once(table, outlier: Point, factor: float):
+    """Timings from ``table``, with the first timing of ``outlier`` ``factor`` times too slow."""
+    seen: set[Point] = set()
+
+    def measure(point: Point) -> float:
+        value = table(point)
+        if point == outlier and point not in seen:
+            value *= factor
+        seen.add(point)
+        return value
+    return measure
+
+
+RULES = PassKind("lrp", True, per_image=5, images=4)
+STREAM = PassKind("forward", False, per_image=100, images=1, steps=400)
+
+
+def test_a_close_call_between_the_layouts_is_timed_again_before_it_is_made() -> None:
+    """Contiguous is 4 % faster, but its first LRP timing is 15 % too slow: the ladder alone picks
+    channels-last; re-timing every kind in both layouts, paired, corrects it."""
+    table = {"lrp": {4: 2.0}, "forward": {8: 0.10, 16: 0.08, 32: 0.07, 64: 0.09}}
+    times = lambda p: table[p.kind][p.size] * (1.04 if p.channels_last else 1.0)  # noqa: E731
+    timer = FakeTimer(outlier_once(times, Point("lrp", 4, False), 1.15))
+    result = tune([RULES, STREAM], timer, keys=("chunk_size", "channels_last"))
+    assert (result.settings.chunk_size, result.settings.channels_last) == (32, False)
+    assert result.predicted["32/contiguous"] == pytest.approx(5 * 2.0 + 100 * 0.07)
+    retimed = [(p.kind, p.size, p.channels_last) for p in timer.points].count
+    assert retimed(("lrp", 4, False)) == retimed(("lrp", 4, True)) == 2  # the ladder's timing and one more
+    assert retimed(("forward", 32, False)) == retimed(("forward", 32, True)) == 2
+    assert any("close call" in note for note in result.notes)
+
+
+def test_without_the_second_timing_the_outlier_decides(monkeypatch) -> None:
+    """The control of the test above: the same timings, no close call recognised."""
+    monkeypatch.setattr(Tuner, "CLOSE_CALL", 0.0)
+    table = {"lrp": {4: 2.0}, "forward": {8: 0.10, 16: 0.08, 32: 0.07, 64: 0.09}}
+    times = lambda p: table[p.kind][p.size] * (1.04 if p.channels_last else 1.0)  # noqa: E731
+    result = tune([RULES, STREAM], FakeTimer(outlier_once(times, Point("lrp", 4, False), 1.15)),
+                  keys=("chunk_size", "channels_last"))
+    assert (result.settings.chunk_size, result.settings.channels_last) == (32, True)
+    assert not any("close call" in note for note in result.notes)
+
+
+def test_a_clear_call_is_not_timed_again() -> None:
+    timer = FakeTimer(lambda p: {"lrp": 2.0, "forward": 0.1}[p.kind] * (1.5 if p.channels_last else 1.0))
+    result = tune([RULES, STREAM], timer, keys=("chunk_size", "channels_last"))
+    assert not result.settings.channels_last
+    assert len(timer.points) == len(set(timer.points))  # every point timed once
+
+
+def test_a_second_timing_slower_than_the_first_does_not_raise_the_prediction() -> None:
+    """Timings are only ever too slow: each point keeps its fastest."""
+    calls: dict[Point, int] = {}
+
+    def measure(point: Point) -> float:
+        calls[point] = calls.get(point, 0) + 1
+        return {"lrp": 2.0, "forward": 0.1}[point.kind] * (1.02 if point.channels_last else 1.0) * calls[point]
+
+    result = tune([RULES, STREAM], FakeTimer(measure), keys=("chunk_size", "channels_last"))
+    assert max(calls.values()) == 2  # the close call was timed again
+    assert result.predicted["8/contiguous"] == pytest.approx(5 * 2.0 + 100 * 0.1)
+    assert not result.settings.channels_last
+
+
 def test_explicit_values_are_never_probed() -> None:
     timer = FakeTimer(by_layout({8: 1.0, 16: 0.1, 32: 0.1, 64: 0.1}, {8: 0.1, 16: 0.1, 32: 0.1, 64: 0.1}))
     result = tune([PLAIN], timer, keys=())
