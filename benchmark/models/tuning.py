@@ -260,10 +260,11 @@ class Tuner:
         """The chunk and layout of the lowest prediction (of one layout, if given); ties to the smaller
         chunk, then to the first layout of the ladder (channels-last)."""
         best: tuple[float, int, bool] | None = None
+        layouts = self.layouts if channels_last is None else (channels_last,)
         for chunk in self.chunks:
-            for layout in self.layouts:
+            for layout in layouts:
                 cost = predicted.get(f"{chunk}/{layout_name(layout)}")
-                if cost is None or (channels_last is not None and layout != channels_last):
+                if cost is None:
                     continue
                 if best is None or cost < best[0] * (1 - 1e-9):
                     best = (cost, chunk, layout)

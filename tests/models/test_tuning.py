@@ -125,12 +125,16 @@ RULES = PassKind("lrp", True, per_image=5, images=4)
 STREAM = PassKind("forward", False, per_image=100, images=1, steps=400)
 
 
+def contiguous_4_percent_faster_but_one_lrp_outlier():
+    table = {"lrp": {4: 2.0}, "forward": {8: 0.10, 16: 0.08, 32: 0.07, 64: 0.09}}
+    times = lambda p: table[p.kind][p.size] * (1.04 if p.channels_last else 1.0)  # noqa: E731
+    return outlier_once(times, Point("lrp", 4, False), 1.15)
+
+
 def test_a_close_call_between_the_layouts_is_timed_again_before_it_is_made() -> None:
     """Contiguous is 4 % faster, but its first LRP timing is 15 % too slow: the ladder alone picks
     channels-last; re-timing every kind in both layouts, paired, corrects it."""
-    table = {"lrp": {4: 2.0}, "forward": {8: 0.10, 16: 0.08, 32: 0.07, 64: 0.09}}
-    times = lambda p: table[p.kind][p.size] * (1.04 if p.channels_last else 1.0)  # noqa: E731
-    timer = FakeTimer(outlier_once(times, Point("lrp", 4, False), 1.15))
+    timer = FakeTimer(contiguous_4_percent_faster_but_one_lrp_outlier())
     result = tune([RULES, STREAM], timer, keys=("chunk_size", "channels_last"))
     assert (result.settings.chunk_size, result.settings.channels_last) == (32, False)
     assert result.predicted["32/contiguous"] == pytest.approx(5 * 2.0 + 100 * 0.07)
@@ -143,9 +147,7 @@ def test_a_close_call_between_the_layouts_is_timed_again_before_it_is_made() -> 
 def test_without_the_second_timing_the_outlier_decides(monkeypatch) -> None:
     """The control of the test above: the same timings, no close call recognised."""
     monkeypatch.setattr(Tuner, "CLOSE_CALL", 0.0)
-    table = {"lrp": {4: 2.0}, "forward": {8: 0.10, 16: 0.08, 32: 0.07, 64: 0.09}}
-    times = lambda p: table[p.kind][p.size] * (1.04 if p.channels_last else 1.0)  # noqa: E731
-    result = tune([RULES, STREAM], FakeTimer(outlier_once(times, Point("lrp", 4, False), 1.15)),
+    result = tune([RULES, STREAM], FakeTimer(contiguous_4_percent_faster_but_one_lrp_outlier()),
                   keys=("chunk_size", "channels_last"))
     assert (result.settings.chunk_size, result.settings.channels_last) == (32, True)
     assert not any("close call" in note for note in result.notes)
